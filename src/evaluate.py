@@ -1,0 +1,103 @@
+"""Evaluation on held-out images: loss, accuracy, scikit-learn's reports, figures.
+
+Figures are built with matplotlib's object API (no pyplot state), so nothing
+leaks between the many runs of a sweep in one process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import classification_report, confusion_matrix
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    report_text: str
+    report: Dict  # classification_report(output_dict=True)
+    confusion: np.ndarray  # counts, rows = true class
+    class_names: List[str]
+
+    @property
+    def confusion_normalized(self) -> np.ndarray:
+        """Row-normalised: each row is the share of a true class predicted as each class."""
+        totals = self.confusion.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion, totals, out=np.zeros(self.confusion.shape, dtype=float),
+                         where=totals > 0)
+
+
+def evaluate(model, images: np.ndarray, one_hot_labels: np.ndarray,
+             class_names: Sequence[str], batch_size: int = 256) -> Evaluation:
+    loss, accuracy = model.evaluate(images, one_hot_labels, batch_size=batch_size, verbose=0)
+    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
+    y_true = one_hot_labels.argmax(axis=1)
+    y_pred = probabilities.argmax(axis=1)
+    return summarize(float(loss), float(accuracy), y_true, y_pred, class_names)
+
+
+def summarize(loss: float, accuracy: float, y_true: np.ndarray, y_pred: np.ndarray,
+              class_names: Sequence[str]) -> Evaluation:
+    labels = list(range(len(class_names)))
+    kwargs = dict(labels=labels, target_names=list(class_names), digits=4, zero_division=0)
+    return Evaluation(
+        loss=loss,
+        accuracy=accuracy,
+        y_true=y_true,
+        y_pred=y_pred,
+        report_text=classification_report(y_true, y_pred, **kwargs),
+        report=classification_report(y_true, y_pred, output_dict=True, **kwargs),
+        confusion=confusion_matrix(y_true, y_pred, labels=labels),
+        class_names=list(class_names),
+    )
+
+
+def confusion_csv(matrix: np.ndarray, class_names: Sequence[str], fmt: str = "{:d}") -> str:
+    rows = ["true\\predicted," + ",".join(class_names)]
+    for name, row in zip(class_names, matrix):
+        rows.append(name + "," + ",".join(fmt.format(v) for v in row))
+    return "\n".join(rows) + "\n"
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalized: bool,
+                          title: str = "Confusion matrix") -> Figure:
+    figure = Figure(figsize=(7, 6), dpi=80, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, interpolation="nearest", cmap="Blues",
+                        vmin=0, vmax=1 if normalized else None)
+    figure.colorbar(image, ax=axes)
+    ticks = np.arange(len(class_names))
+    axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set_xlabel("Predicted label")
+    axes.set_ylabel("True label")
+    axes.set_title(f"{title} ({'row-normalised' if normalized else 'counts'})")
+    threshold = (matrix.max() if matrix.size else 0) / 2
+    for (row, col), value in np.ndenumerate(matrix):
+        text = f"{value:.2f}" if normalized else f"{int(value)}"
+        axes.text(col, row, text, ha="center", va="center", fontsize=7,
+                  color="white" if value > threshold else "black")
+    return figure
+
+
+def plot_learning_curves(history: Dict[str, List[float]], validation_label: str = "validation") -> Figure:
+    figure = Figure(figsize=(10, 4), dpi=80, layout="constrained")
+    for index, metric in enumerate(("accuracy", "loss")):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for key, label in ((metric, "train"), (f"val_{metric}", validation_label)):
+            values = history.get(key)
+            if values:
+                axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.set_title(f"{metric}: train vs {validation_label}")
+        axes.grid(alpha=0.3)
+        axes.legend()
+    return figure
