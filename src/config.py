@@ -61,6 +61,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     filters: List[int] = field(default_factory=lambda: [32, 64, 128])
+    # Multiplies every entry of `filters` (rounded, at least 1): one knob for the conv width.
+    width: float = 1.0
     kernel_size: int = 3
     dense_units: List[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.5
@@ -74,10 +76,34 @@ class ModelConfig:
         for value in self.dense_units:
             if value < 1:
                 _fail("model.dense_units", list(self.dense_units), "a list of integers >= 1")
+        if not self.width > 0:
+            _fail("model.width", self.width, "a multiplier > 0")
         if self.kernel_size < 1:
             _fail("model.kernel_size", self.kernel_size, "an integer >= 1")
         if not 0.0 <= self.dropout < 1.0:
             _fail("model.dropout", self.dropout, "a rate in [0, 1)")
+        if min(self.conv_filters) < 1:
+            _fail("model.width", self.width, f"a multiplier that leaves every block of {list(self.filters)} >= 1 filter")
+        fitting = max_conv_blocks(self.kernel_size)
+        if len(self.filters) > fitting:
+            _fail("model.filters", list(self.filters),
+                  f"at most {fitting} conv blocks for kernel_size {self.kernel_size} on 32x32 images "
+                  "(each block is a 'valid' conv then 2x2 pooling)")
+
+
+    @property
+    def conv_filters(self) -> List[int]:
+        """The filters each conv block gets: `filters` scaled by `width`."""
+        return [int(round(f * self.width)) for f in self.filters]
+
+
+def max_conv_blocks(kernel_size: int, image_size: int = 32) -> int:
+    """How many conv + 2x2-pool blocks fit before the feature map vanishes."""
+    blocks, size = 0, image_size
+    while size - (kernel_size - 1) >= 2:
+        size = (size - (kernel_size - 1)) // 2
+        blocks += 1
+    return blocks
 
 
 @dataclass
@@ -89,6 +115,8 @@ class TrainerConfig:
     precision: Precision = Precision.float32
     # Keras fit verbosity: 1 = progress bar per epoch, 2 = one line per epoch.
     verbose: int = 1
+    intra_op_threads: int = 0  # 0 = TensorFlow's default
+    inter_op_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -99,6 +127,9 @@ class TrainerConfig:
             _fail("trainer.learning_rate", self.learning_rate, "a number > 0")
         if self.verbose not in (0, 1, 2):
             _fail("trainer.verbose", self.verbose, "0, 1 or 2")
+        for key in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, key) < 0:
+                _fail(f"trainer.{key}", getattr(self, key), "0 (TensorFlow's default) or a thread count >= 1")
 
 
 @dataclass
@@ -115,17 +146,89 @@ class TrackingConfig:
             _fail("tracking.experiment", self.experiment, "a non-empty experiment name")
 
 
+class TunerKind(str, Enum):
+    hyperband = "hyperband"
+    random = "random"
+    bayesian = "bayesian"
+    grid = "grid"
+
+
+class FinalFit(str, Enum):
+    retrain = "retrain"        # retrain the best configuration on the whole training set
+    checkpoint = "checkpoint"  # evaluate the best trial's best-epoch checkpoint as it is
+
+
+class HyperParameterType(str, Enum):
+    int = "int"
+    float = "float"
+    choice = "choice"
+    boolean = "boolean"
+    fixed = "fixed"
+
+
+class Sampling(str, Enum):
+    linear = "linear"
+    log = "log"
+    reverse_log = "reverse_log"
+
+
+@dataclass
+class HyperParameter:
+    key: str = ""  # the config key it sets, e.g. model.dropout
+    type: HyperParameterType = HyperParameterType.float
+    min: Optional[float] = None
+    max: Optional[float] = None
+    step: Optional[float] = None
+    sampling: Sampling = Sampling.linear
+    values: Optional[List[Any]] = None  # for type: choice
+    value: Optional[Any] = None  # for type: fixed
+
+
+@dataclass
+class TunerConfig:
+    kind: TunerKind = TunerKind.random
+    objective: str = "val_accuracy"
+    max_trials: int = 10  # Random, Bayesian, Grid (Hyperband's budget is max_epochs/factor)
+    max_epochs: int = 20  # Hyperband
+    factor: int = 3  # Hyperband
+    hyperband_iterations: int = 1
+    executions_per_trial: int = 1
+    seed: int = 42  # seeds the oracle; each trial's training uses the top-level seed
+    overwrite: bool = False
+    directory: str = "outputs/tuner"  # keras-tuner state, one folder per project_name
+    project_name: str = "study"
+    final_fit: FinalFit = FinalFit.retrain
+    search_space: Dict[str, HyperParameter] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("max_trials", "max_epochs", "executions_per_trial", "hyperband_iterations"):
+            if getattr(self, key) < 1:
+                _fail(f"tuner.{key}", getattr(self, key), "an integer >= 1")
+        if self.factor < 2:
+            _fail("tuner.factor", self.factor, "an integer >= 2")
+        if self.objective not in ("val_accuracy", "val_loss"):
+            _fail("tuner.objective", self.objective, "val_accuracy or val_loss (selection is on validation data)")
+        if not self.search_space:
+            _fail("tuner.search_space", dict(self.search_space), "at least one hyperparameter")
+        if not self.project_name.strip() or "/" in self.project_name:
+            _fail("tuner.project_name", self.project_name, "a non-empty folder name")
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tuner: Optional[TunerConfig] = None
     seed: int = 42
 
     def __post_init__(self) -> None:
         if self.seed < 0:
             _fail("seed", self.seed, "an integer >= 0")
+        if self.tuner is not None and Validation(self.data.validation) is not Validation.split:
+            _fail("data.validation", Validation(self.data.validation).value,
+                  "split when tuning: a study selects on held-out training data, never on the test set")
 
 
 def register() -> None:
@@ -134,6 +237,11 @@ def register() -> None:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Run every range check; returns the typed config."""
-    plain = OmegaConf.masked_copy(cfg, [k for k in cfg.keys() if k != "hydra"]) if "hydra" in cfg else cfg
-    return OmegaConf.to_object(plain)
+    """Run every range check (and the search space's); returns the typed config."""
+    typed = OmegaConf.to_object(cfg)
+    if typed.tuner is not None:
+        from src import search_space
+
+        search_space.check(typed.tuner.search_space, typed,
+                           hyperband=TunerKind(typed.tuner.kind) is TunerKind.hyperband)
+    return typed

@@ -18,7 +18,7 @@ def build_cnn(cfg: ModelConfig, input_shape=IMAGE_SHAPE, num_classes: int = NUM_
     """
     model = keras.Sequential(name="cifar10_cnn")
     model.add(keras.Input(shape=input_shape))
-    for index, filters in enumerate(cfg.filters):
+    for index, filters in enumerate(cfg.conv_filters):
         model.add(layers.Conv2D(filters, (cfg.kernel_size, cfg.kernel_size), activation="relu",
                                 name=f"conv{index + 1}"))
         model.add(layers.MaxPooling2D((2, 2), name=f"pool{index + 1}"))

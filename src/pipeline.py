@@ -15,7 +15,7 @@ from src.config import Config
 
 def describe(cfg: Config) -> str:
     """A run name that says what was trained, e.g. f32-64-128_d0.5_e20_s42."""
-    filters = "-".join(str(f) for f in cfg.model.filters)
+    filters = "-".join(str(f) for f in cfg.model.conv_filters)
     return f"f{filters}_d{cfg.model.dropout:g}_e{cfg.trainer.epochs}_s{cfg.seed}"
 
 
@@ -71,6 +71,7 @@ def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
     from src import model as model_module
     from src import train
 
+    train.set_threads(cfg.trainer)
     keras.utils.set_random_seed(cfg.seed)
     train.set_precision(cfg.trainer.precision)
     model = train.compile_model(model_module.build_cnn(cfg.model), cfg.trainer)
@@ -88,15 +89,16 @@ def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
 
 
 def run_training(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
-                 extra_tags: Optional[Mapping[str, str]] = None) -> float:
-    """The baseline job. Data and the store are checked before a run exists."""
+                 tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
+    """One training job (the baseline, or one job of a sweep under
+    `parent_run_id`). Data and the store are checked before a run exists."""
     splits = data_module.load(cfg.data, cfg.seed)
     uri = track.resolve_uri(cfg.tracking.uri)
     experiment_id = track.ensure_experiment(uri, cfg.tracking.experiment)
-    tags = track.run_tags({**cfg.tracking.tags, **(extra_tags or {})}, overrides)
+    all_tags = track.run_tags({**cfg.tracking.tags, **(tags or {})}, overrides)
     started = time.perf_counter()
-    with track.tracked_run(cfg.tracking.run_name or describe(cfg), tags,
-                           experiment_id=experiment_id) as run:
+    with track.tracked_run(cfg.tracking.run_name or describe(cfg), all_tags, experiment_id=experiment_id,
+                           parent_run_id=parent_run_id) as run:
         log_run_inputs(cfg, splits, config_yaml, overrides)
         _, training, result = train_and_log(cfg, splits)
     print_summary(cfg, uri, run.info.run_id, result, training, time.perf_counter() - started)

@@ -11,6 +11,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError, register, validate
@@ -24,23 +25,33 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"received signal {signum}")
 
 
+def _stop(error: Exception) -> None:
+    """A clear one-line error. In a multirun, raise instead: Hydra then marks
+    only this job failed and the other jobs go on."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise error
+    sys.exit(f"error: {error}")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         typed = validate(cfg)
     except ConfigError as err:
-        sys.exit(f"config error: {err}")
+        return _stop(err)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     from src.data import DatasetError
     from src.pipeline import run_training
+    from src.sweep import job_context
     from src.track import TrackingError
+    from src.train import TrainingDiverged
 
     overrides = list(HydraConfig.get().overrides.task)
     try:
-        return run_training(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides)
-    except (DatasetError, TrackingError) as err:
-        sys.exit(f"error: {err}")
+        return run_training(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
+    except (DatasetError, TrackingError, TrainingDiverged) as err:
+        return _stop(err)
 
 
 if __name__ == "__main__":

@@ -107,10 +107,11 @@ def _experiment_artifacts(uri: str, name: str) -> Optional[str]:
 
 @contextmanager
 def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
-                nested: bool = False, experiment_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
+                nested: bool = False, experiment_id: Optional[str] = None,
+                parent_run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
     run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested,
-                           experiment_id=experiment_id)
+                           experiment_id=experiment_id, parent_run_id=parent_run_id)
     try:
         yield run
         mlflow.flush_async_logging()

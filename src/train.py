@@ -1,6 +1,7 @@
 """Compile and fit: the notebook's training, with its settings as config values."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -34,6 +35,20 @@ class TrainingClock(keras.callbacks.Callback):
         self._stop()
 
 
+class DivergenceGuard(keras.callbacks.TerminateOnNaN):
+    """Stops training at the first NaN/inf loss, and remembers that it did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged = False
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = True
+        super().on_batch_end(batch, logs)
+
+
 @dataclass
 class TrainingResult:
     history: Dict[str, List[float]]
@@ -57,6 +72,28 @@ class TrainingResult:
         return max(range(len(values)), key=values.__getitem__)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run cannot produce a model."""
+
+
+def set_threads(cfg: TrainerConfig) -> None:
+    """Size TensorFlow's thread pools; only possible before TensorFlow runs an op."""
+    import tensorflow as tf
+
+    wanted = (cfg.intra_op_threads, cfg.inter_op_threads)
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if wanted == current:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(cfg.inter_op_threads)
+    except RuntimeError as err:  # a reused worker process: its pools are fixed
+        raise RuntimeError(f"cannot set trainer.intra_op_threads={cfg.intra_op_threads}/"
+                           f"inter_op_threads={cfg.inter_op_threads}: TensorFlow already runs with "
+                           f"{current[0]}/{current[1]} in this process ({err})") from None
+
+
 def set_precision(precision: Precision | str) -> None:
     # A global Keras policy: set it before building the model.
     keras.mixed_precision.set_global_policy(Precision(precision).value)
@@ -77,17 +114,21 @@ def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
         callbacks: Optional[list] = None) -> TrainingResult:
     """`model.fit` on the arrays, validating on `data.x_val` (the test set in
     the notebook's mode, a held-out split otherwise)."""
-    clock = TrainingClock()
+    clock, guard = TrainingClock(), DivergenceGuard()
     started = time.perf_counter()
     history = model.fit(
         data.x_train, data.y_train,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         validation_data=(data.x_val, data.y_val),
-        callbacks=[clock, *(callbacks or [])],
+        callbacks=[clock, guard, *(callbacks or [])],
         verbose=cfg.verbose,
     )
     fit_seconds = time.perf_counter() - started
+    if guard.diverged:
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN/inf (trainer.optimizer={Optimizer(cfg.optimizer).value}, "
+            f"trainer.learning_rate={cfg.learning_rate}); try a smaller learning rate")
     epochs_run = len(history.history.get("loss", []))
     return TrainingResult(
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},

@@ -1,0 +1,101 @@
+"""A keras-tuner search space declared in YAML (`tuner.search_space`).
+
+Each entry names a hyperparameter and the config key it sets:
+
+    dropout: {key: model.dropout, type: float, min: 0.0, max: 0.6, step: 0.1}
+    width:   {key: model.width,   type: choice, values: [0.5, 1.0, 2.0]}
+    epochs:  {key: trainer.epochs, type: int, min: 5, max: 20, step: 5}
+
+so adding a tunable (learning rate, dense units, one block's filters via
+`model.filters.0`) is a YAML edit. Checked when the config is validated,
+before TensorFlow is imported; applied to a copy of the typed config per trial,
+which re-runs every range check of the schema.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Mapping
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from src.config import Config, ConfigError, HyperParameter, HyperParameterType
+
+# Keys the tuner itself controls; Hyperband also sets the epochs.
+HYPERBAND_EPOCHS_KEY = "trainer.epochs"
+
+
+def _check_key(name: str, spec: HyperParameter, base: Config) -> None:
+    where = f"tuner.search_space.{name}.key"
+    if not spec.key or OmegaConf.select(OmegaConf.structured(base), spec.key,
+                                        default="__missing__") == "__missing__":
+        raise ConfigError(f"{where}={spec.key!r} is not allowed: expected a config key such as "
+                          "model.dropout, model.width, model.filters.0, trainer.epochs, trainer.learning_rate")
+    if spec.key.startswith(("tuner.", "tracking.", "data.")) or spec.key == "seed":
+        raise ConfigError(f"{where}={spec.key!r} is not allowed: expected a model.* or trainer.* key")
+
+
+def check(space: Mapping[str, HyperParameter], base: Config, hyperband: bool) -> None:
+    """Every entry well-formed, pointing at a real key, and every value it can take valid."""
+    for name, spec in space.items():
+        prefix = f"tuner.search_space.{name}"
+        _check_key(name, spec, base)
+        kind = HyperParameterType(spec.type)
+        if hyperband and spec.key == HYPERBAND_EPOCHS_KEY:
+            raise ConfigError(f"{prefix}.key={spec.key!r} is not allowed with tuner.kind=hyperband: "
+                              "Hyperband sets the epochs itself (use tuner.max_epochs and tuner.factor)")
+        if kind in (HyperParameterType.int, HyperParameterType.float):
+            if spec.min is None or spec.max is None or not spec.min < spec.max:
+                raise ConfigError(f"{prefix}: min={spec.min!r}, max={spec.max!r} is not allowed: "
+                                  "expected numbers with min < max")
+            if spec.step is not None and spec.step <= 0:
+                raise ConfigError(f"{prefix}.step={spec.step!r} is not allowed: expected null or a number > 0")
+            if spec.sampling != "linear" and spec.min <= 0:
+                raise ConfigError(f"{prefix}.sampling={spec.sampling!r} is not allowed with min={spec.min}: "
+                                  "log sampling needs min > 0")
+            candidates = [spec.min, spec.max]
+        elif kind is HyperParameterType.choice:
+            if not spec.values:
+                raise ConfigError(f"{prefix}.values={spec.values!r} is not allowed: expected a non-empty list")
+            candidates = list(spec.values)
+        elif kind is HyperParameterType.boolean:
+            candidates = [True, False]
+        else:
+            candidates = [spec.value]
+        for value in candidates:
+            apply(base, {spec.key: int(value) if kind is HyperParameterType.int else value},
+                  context=f"{prefix} can take {value!r}, but")
+
+
+def declare(hp, space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
+    """Register every entry with keras-tuner; returns {config key: value for this trial}."""
+    values: Dict[str, Any] = {}
+    for name, spec in space.items():
+        kind = HyperParameterType(spec.type)
+        if kind is HyperParameterType.int:
+            value = hp.Int(name, int(spec.min), int(spec.max), step=int(spec.step) if spec.step else None,
+                           sampling=spec.sampling)
+        elif kind is HyperParameterType.float:
+            value = hp.Float(name, float(spec.min), float(spec.max), step=spec.step, sampling=spec.sampling)
+        elif kind is HyperParameterType.choice:
+            value = hp.Choice(name, list(spec.values))
+        elif kind is HyperParameterType.boolean:
+            value = hp.Boolean(name)
+        else:
+            value = hp.Fixed(name, spec.value)
+        values[spec.key] = value
+    return values
+
+
+def apply(base: Config, values: Mapping[str, Any], context: str = "") -> Config:
+    """A copy of `base` with the config keys in `values` set, fully re-validated."""
+    node = OmegaConf.structured(copy.deepcopy(base))
+    for key, value in values.items():
+        try:
+            OmegaConf.update(node, key, value, merge=False)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{context} {key}={value!r} is not allowed: {err}".strip()) from None
+    try:
+        return OmegaConf.to_object(node)
+    except ConfigError as err:
+        raise ConfigError(f"{context} {err}".strip()) from None

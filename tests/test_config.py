@@ -1,0 +1,97 @@
+"""Every config composes and validates; bad values name the key, value and what is allowed."""
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf.errors import ValidationError
+
+from src.config import ConfigError, Validation, register, validate
+
+from conftest import CONF_DIR
+
+register()
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_there_are_experiments():
+    assert "baseline" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(experiment):
+    typed = validate(compose_config(f"+experiment={experiment}"))
+    assert typed.trainer.epochs >= 1
+    assert typed.model.filters
+
+
+def test_baseline_is_the_notebook():
+    cfg = validate(compose_config("+experiment=baseline"))
+    assert cfg.model.filters == [32, 64, 128]
+    assert cfg.model.kernel_size == 3
+    assert cfg.model.dense_units == [256, 128]
+    assert cfg.model.dropout == 0.5
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (20, 32)
+    assert cfg.trainer.optimizer.value == "adam" and cfg.trainer.learning_rate == 0.001
+    assert cfg.data.validation is Validation.test
+    assert cfg.tracking.experiment == "baseline"
+
+
+def test_default_config_selects_on_a_held_out_split():
+    cfg = validate(compose_config())
+    assert cfg.data.validation is Validation.split
+    assert cfg.data.val_fraction == 0.1
+
+
+def test_command_line_overrides_reach_the_typed_config():
+    cfg = validate(compose_config("+experiment=baseline", "model.dropout=0.3",
+                                  "model.filters=[64,128,256]", "trainer.epochs=3", "seed=7"))
+    assert cfg.model.dropout == 0.3
+    assert cfg.model.filters == [64, 128, 256]
+    assert cfg.trainer.epochs == 3 and cfg.seed == 7
+
+
+def test_data_dir_defaults_to_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR10_DIR", str(tmp_path))
+    assert validate(compose_config()).data.dir == str(tmp_path)
+    monkeypatch.delenv("CIFAR10_DIR")
+    assert validate(compose_config()).data.dir is None
+
+
+@pytest.mark.parametrize("override, key, allowed", [
+    ("model.dropout=1.5", "model.dropout", "[0, 1)"),
+    ("model.dropout=-0.1", "model.dropout", "[0, 1)"),
+    ("model.filters=[32,0,128]", "model.filters", ">= 1"),
+    ("model.filters=[]", "model.filters", "non-empty"),
+    ("model.dense_units=[256,-1]", "model.dense_units", ">= 1"),
+    ("trainer.epochs=0", "trainer.epochs", ">= 1"),
+    ("trainer.batch_size=0", "trainer.batch_size", ">= 1"),
+    ("trainer.learning_rate=0", "trainer.learning_rate", "> 0"),
+    ("data.val_fraction=1.0", "data.val_fraction", "(0, 1)"),
+    ("data.val_fraction=0", "data.val_fraction", "(0, 1)"),
+    ("data.limit_train=3", "data.limit_train", ">= 10"),
+    ("model.filters=[32,64,128,256,512]", "model.filters", "conv blocks"),
+])
+def test_out_of_range_values_name_key_value_and_allowed(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config("+experiment=baseline", override))
+    message = str(err.value)
+    assert key in message and allowed in message
+    assert override.split("=", 1)[1].strip("[]").split(",")[0] in message
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.validation=train", "data.validation"),
+    ("trainer.optimizer=adagradx", "trainer.optimizer"),
+    ("trainer.epochs=ten", "trainer.epochs"),
+    ("model.dropout=high", "model.dropout"),
+])
+def test_wrong_types_and_choices_are_rejected_while_composing(override, key):
+    with pytest.raises((HydraException, ValidationError)) as err:
+        compose_config("+experiment=baseline", override)
+    assert key.split(".")[-1] in str(err.value) or key in str(err.value.__cause__)
