@@ -86,14 +86,15 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normal
     return figure
 
 
-def plot_learning_curves(history: Dict[str, List[float]], validation_label: str = "validation") -> Figure:
+def plot_learning_curves(history: Dict[str, List[float]], validation_label: str = "validation",
+                         first_epoch: int = 1) -> Figure:
     figure = Figure(figsize=(10, 4), dpi=80, layout="constrained")
     for index, metric in enumerate(("accuracy", "loss")):
         axes = figure.add_subplot(1, 2, index + 1)
         for key, label in ((metric, "train"), (f"val_{metric}", validation_label)):
             values = history.get(key)
             if values:
-                axes.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+                axes.plot(range(first_epoch, first_epoch + len(values)), values, marker="o", markersize=3, label=label)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)

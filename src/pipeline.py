@@ -35,10 +35,12 @@ def log_run_inputs(cfg: Config, splits: data_module.Splits, config_yaml: str,
     track.log_dataset(splits.x_test, splits.y_test, "cifar10-test", splits.source, "test", splits.lossy)
 
 
-def log_evaluation(result: evaluate.Evaluation, prefix: str) -> None:
-    """Metrics `<prefix>_accuracy/_loss`, both reports, the confusion matrix as
-    CSVs and figures (counts and row-normalised)."""
-    mlflow.log_metrics({f"{prefix}_accuracy": result.accuracy, f"{prefix}_loss": result.loss})
+def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = True) -> None:
+    """Metrics `<prefix>_accuracy/_loss` (unless `metrics` is off: a trial's
+    validation figures are already its last epoch's), both reports, the
+    confusion matrix as CSVs and figures (counts and row-normalised)."""
+    if metrics:
+        mlflow.log_metrics({f"{prefix}_accuracy": result.accuracy, f"{prefix}_loss": result.loss})
     mlflow.log_text(result.report_text, f"reports/{prefix}_classification_report.txt")
     mlflow.log_dict(result.report, f"reports/{prefix}_classification_report.json")
     names = result.class_names
@@ -58,10 +60,11 @@ def log_training(training, validation: str) -> None:
     best = training.best_epoch("val_accuracy")
     if best is not None:
         summary["best_val_accuracy"] = training.history["val_accuracy"][best]
-        summary["best_val_epoch"] = best + 1
+        summary["best_val_epoch"] = training.initial_epoch + best + 1
     mlflow.log_metrics(summary)
     label = "test (notebook's validation)" if validation == "test" else "validation"
-    mlflow.log_figure(evaluate.plot_learning_curves(training.history, label), "figures/learning_curves.png")
+    mlflow.log_figure(evaluate.plot_learning_curves(training.history, label, training.initial_epoch + 1),
+                      "figures/learning_curves.png")
 
 
 def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:

@@ -5,8 +5,8 @@ over to the pipeline. Returns the objective (test accuracy) for sweepers.
 """
 from __future__ import annotations
 
+import logging
 import os
-import signal
 import sys
 
 import hydra
@@ -14,15 +14,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from src import interrupt
 from src.config import ConfigError, register, validate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's retracing notices fire for every new trial model: noise here.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 register()
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    # SIGTERM (a scheduler, `kill`) ends the run KILLED, as Ctrl-C does.
-    raise KeyboardInterrupt(f"received signal {signum}")
 
 
 def _stop(error: Exception) -> None:
@@ -39,17 +37,19 @@ def main(cfg: DictConfig) -> float:
         typed = validate(cfg)
     except ConfigError as err:
         return _stop(err)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    interrupt.install()
 
     from src.data import DatasetError
     from src.pipeline import run_training
+    from src.tune import run_study
     from src.sweep import job_context
     from src.track import TrackingError
     from src.train import TrainingDiverged
 
     overrides = list(HydraConfig.get().overrides.task)
     try:
-        return run_training(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
+        job = run_study if typed.tuner is not None else run_training
+        return job(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except (DatasetError, TrackingError, TrainingDiverged) as err:
         return _stop(err)
 

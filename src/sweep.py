@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import signal
 import statistics
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -25,6 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from src import interrupt
 
 PARENT_FILE = "mlflow_sweep.json"
 JOB_STATUS_FILE = "job_status.json"
@@ -50,10 +51,6 @@ def job_context() -> Dict[str, Any]:
     return context
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"received signal {signum}")
-
-
 class SweepTracking(Callback):
     def __init__(self) -> None:
         self.parent: Optional[Dict[str, str]] = None
@@ -76,7 +73,7 @@ class SweepTracking(Callback):
                        "sweep_dir": str(sweep_dir)}
         (sweep_dir / PARENT_FILE).write_text(json.dumps(self.parent, indent=2))
         atexit.register(self.close)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        interrupt.install()
         log.info("MLflow sweep run %s (experiment '%s'), tag sweep=%s", run.info.run_id,
                  config.tracking.experiment, name)
 

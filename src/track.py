@@ -21,6 +21,8 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+from src import interrupt
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED_STORE = PROJECT_ROOT / "mlruns"
 MAX_PARAM_LENGTH = 6000
@@ -88,11 +90,11 @@ def ensure_experiment(uri: str, name: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
+            mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
         except MlflowException:
-            experiment = mlflow.get_experiment_by_name(name)  # created meanwhile by another process
-            if experiment is None:
-                raise
+            pass  # created meanwhile by another process
+        experiment = mlflow.get_experiment_by_name(name)
+    # Nested runs (a study's trials) start in the active experiment.
     mlflow.set_experiment(experiment_id=experiment.experiment_id)
     return experiment.experiment_id
 
@@ -108,12 +110,18 @@ def _experiment_artifacts(uri: str, name: str) -> Optional[str]:
 @contextmanager
 def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                 nested: bool = False, experiment_id: Optional[str] = None,
-                parent_run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
-    """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-    run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested,
-                           experiment_id=experiment_id, parent_run_id=parent_run_id)
+                parent_run_id: Optional[str] = None, run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
+    """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
+    With `run_id`, an existing run is reopened (a resumed study)."""
+    if run_id:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        mlflow.set_tags(dict(tags or {}))
+    else:
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested,
+                               experiment_id=experiment_id, parent_run_id=parent_run_id)
     try:
         yield run
+        interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
         mlflow.flush_async_logging()
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
@@ -162,6 +170,18 @@ def run_tags(extra: Optional[Mapping[str, str]] = None, overrides: Optional[list
             "launch_command": " ".join(shlex.quote(a) for a in ["python", "-m", "src.run", *sys.argv[1:]])}
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
+
+
+def replace_table(frame, artifact_file: str) -> None:
+    """`mlflow.log_table`, replacing the file instead of appending to it (a
+    resumed study logs its leaderboard again)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        get_artifact_repository(mlflow.get_artifact_uri()).delete_artifacts(artifact_file)
+    except (NotImplementedError, MlflowException, OSError):
+        pass  # nothing there yet, or a store that cannot delete: log_table appends
+    mlflow.log_table(frame, artifact_file)
 
 
 def log_dataset(images: np.ndarray, one_hot_labels: np.ndarray, name: str, source: str,

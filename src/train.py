@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 
 import keras
 
+from src import interrupt
 from src.config import Optimizer, Precision, TrainerConfig
 from src.data import Splits
 
@@ -35,6 +36,16 @@ class TrainingClock(keras.callbacks.Callback):
         self._stop()
 
 
+class InterruptCheck(keras.callbacks.Callback):
+    """Re-raises a Ctrl-C/SIGTERM that Python dropped (see src/interrupt.py)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupt.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupt.check()
+
+
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):
     """Stops training at the first NaN/inf loss, and remembers that it did."""
 
@@ -51,7 +62,9 @@ class DivergenceGuard(keras.callbacks.TerminateOnNaN):
 
 @dataclass
 class TrainingResult:
-    history: Dict[str, List[float]]
+    keras_history: keras.callbacks.History  # what keras-tuner consumes
+    initial_epoch: int
+    history: Dict[str, List[float]]  # per epoch, from epoch initial_epoch + 1
     seconds: float  # training only, validation excluded
     fit_seconds: float  # the whole fit call
     images: int  # training images seen, summed over epochs
@@ -65,7 +78,7 @@ class TrainingResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
     def best_epoch(self, monitor: str = "val_accuracy") -> Optional[int]:
-        """0-based epoch with the highest `monitor` (None if it was not recorded)."""
+        """0-based index into `history` of the highest `monitor` (None if not recorded)."""
         values = self.history.get(monitor)
         if not values:
             return None
@@ -111,17 +124,20 @@ def compile_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
 
 
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
-        callbacks: Optional[list] = None) -> TrainingResult:
+        callbacks: Optional[list] = None, initial_epoch: int = 0, validate: bool = True) -> TrainingResult:
     """`model.fit` on the arrays, validating on `data.x_val` (the test set in
-    the notebook's mode, a held-out split otherwise)."""
+    the notebook's mode, a held-out split otherwise) unless `validate` is off.
+    Trains epochs `initial_epoch + 1` .. `cfg.epochs` (Hyperband continues
+    a previous round's model)."""
     clock, guard = TrainingClock(), DivergenceGuard()
     started = time.perf_counter()
     history = model.fit(
         data.x_train, data.y_train,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
-        validation_data=(data.x_val, data.y_val),
-        callbacks=[clock, guard, *(callbacks or [])],
+        initial_epoch=initial_epoch,
+        validation_data=(data.x_val, data.y_val) if validate else None,
+        callbacks=[clock, guard, InterruptCheck(), *(callbacks or [])],
         verbose=cfg.verbose,
     )
     fit_seconds = time.perf_counter() - started
@@ -131,6 +147,8 @@ def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
             f"trainer.learning_rate={cfg.learning_rate}); try a smaller learning rate")
     epochs_run = len(history.history.get("loss", []))
     return TrainingResult(
+        keras_history=history,
+        initial_epoch=initial_epoch,
         history={k: [float(v) for v in vs] for k, vs in history.history.items()},
         seconds=clock.seconds,
         fit_seconds=fit_seconds,

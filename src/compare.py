@@ -1,0 +1,120 @@
+"""Comparing runs read back from MLflow: leaderboards and comparison figures.
+
+Used by tuning studies (their trials), sweeps and `src.report`, so that every
+comparison is made from what MLflow recorded, not from process memory (a
+resumed study has trials from several processes).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+SUMMARY_METRICS = ["best_val_accuracy", "best_val_epoch", "val_accuracy", "val_loss", "test_accuracy",
+                   "epochs_trained", "train_seconds"]
+
+
+def child_runs(client, experiment_id: str, parent_run_id: str) -> list:
+    return client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=10000, order_by=["attributes.start_time ASC"])
+
+
+def runs_frame(runs: Sequence, param_columns: Dict[str, str]) -> pd.DataFrame:
+    """One row per run: name, status, the params in `param_columns` ({column: param key},
+    parsed as numbers where they are), the summary metrics, duration, ids."""
+    rows = []
+    for run in runs:
+        row = {"run_name": run.info.run_name, "status": run.info.status}
+        for column, key in param_columns.items():
+            row[column] = _parse(run.data.params.get(key))
+        for key in SUMMARY_METRICS:
+            row[key] = run.data.metrics.get(key, np.nan)
+        end = run.info.end_time or run.info.start_time
+        row["seconds"] = (end - run.info.start_time) / 1000.0
+        row["trial_id"] = run.data.tags.get("trial_id", "")
+        row["run_id"] = run.info.run_id
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if "best_val_epoch" in frame:
+        frame["best_val_epoch"] = frame["best_val_epoch"].astype("Int64")
+    return frame
+
+
+def _parse(value):
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+def leaderboard(frame: pd.DataFrame, objective: str = "best_val_accuracy") -> pd.DataFrame:
+    """Finished runs first, best objective first; a trial retried after an
+    interruption appears once (its finished run)."""
+    if frame.empty:
+        return frame
+    ranked = frame.assign(_finished=frame["status"].eq("FINISHED"))
+    if ranked["trial_id"].astype(bool).any():
+        ranked = ranked.sort_values(["_finished"], ascending=False, kind="stable")
+        ranked = ranked.drop_duplicates("trial_id", keep="first")
+    ascending = objective.endswith("loss")
+    ranked = ranked.sort_values(["_finished", objective, "run_name"], ascending=[False, ascending, True],
+                                kind="stable", na_position="last")
+    return ranked.drop(columns="_finished").reset_index(drop=True)
+
+
+def plot_objective_vs_params(frame: pd.DataFrame, columns: List[str], objective: str = "best_val_accuracy") -> Figure:
+    """One panel per hyperparameter: each finished run's objective against its value."""
+    finished = frame[frame["status"] == "FINISHED"]
+    figure = Figure(figsize=(4 * max(1, len(columns)), 3.5), dpi=80, layout="constrained")
+    for index, column in enumerate(columns):
+        axes = figure.add_subplot(1, max(1, len(columns)), index + 1)
+        values = finished[column]
+        if values.map(lambda v: isinstance(v, (int, float))).all():
+            axes.scatter(values.astype(float), finished[objective], alpha=0.7)
+        else:  # lists or words: one slot per distinct value
+            labels = sorted(values.astype(str).unique())
+            positions = values.astype(str).map({label: i for i, label in enumerate(labels)})
+            axes.scatter(positions, finished[objective], alpha=0.7)
+            axes.set_xticks(range(len(labels)), labels=labels, rotation=20)
+        axes.set_xlabel(column)
+        axes.set_ylabel(objective)
+        axes.grid(alpha=0.3)
+    figure.suptitle(f"{objective} against each hyperparameter")
+    return figure
+
+
+def metric_histories(client, runs: Sequence, key: str = "val_accuracy") -> Dict[str, List[tuple]]:
+    """{run name: [(step, value), ...]} for each run."""
+    histories = {}
+    for run in runs:
+        points = sorted((p.step, p.value) for p in client.get_metric_history(run.info.run_id, key))
+        histories[run.info.run_name] = points
+    return histories
+
+
+def plot_curves(histories: Dict[str, List[tuple]], key: str = "val_accuracy", highlight: str = "") -> Figure:
+    """Every run's per-epoch curve on one axes; `highlight` drawn on top."""
+    figure = Figure(figsize=(8, 5), dpi=80, layout="constrained")
+    axes = figure.add_subplot()
+    for name, points in sorted(histories.items()):
+        if not points:
+            continue
+        steps, values = zip(*points)
+        best = name == highlight
+        axes.plot(steps, values, marker="o", markersize=2, linewidth=2.5 if best else 1,
+                  alpha=1.0 if best else 0.5, label=name if best or len(histories) <= 12 else None,
+                  zorder=3 if best else 2)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(key)
+    axes.set_title(f"{key} per epoch, {len(histories)} runs")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
+    return figure
