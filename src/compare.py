@@ -89,13 +89,15 @@ def plot_objective_vs_params(frame: pd.DataFrame, columns: List[str], objective:
     return figure
 
 
+def metric_history(client, run_id: str, key: str) -> List[float]:
+    """A metric's values in step order."""
+    return [p.value for p in sorted(client.get_metric_history(run_id, key), key=lambda p: p.step)]
+
+
 def metric_histories(client, runs: Sequence, key: str = "val_accuracy") -> Dict[str, List[tuple]]:
     """{run name: [(step, value), ...]} for each run."""
-    histories = {}
-    for run in runs:
-        points = sorted((p.step, p.value) for p in client.get_metric_history(run.info.run_id, key))
-        histories[run.info.run_name] = points
-    return histories
+    return {run.info.run_name: sorted((p.step, p.value) for p in client.get_metric_history(run.info.run_id, key))
+            for run in runs}
 
 
 def plot_curves(histories: Dict[str, List[tuple]], key: str = "val_accuracy", highlight: str = "") -> Figure:

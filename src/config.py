@@ -139,6 +139,8 @@ class TrackingConfig:
     experiment: str = "cifar10"
     run_name: Optional[str] = None
     log_model: bool = True
+    # A study registers its winner under this name with the alias `champion` (null = don't).
+    register_best_as: Optional[str] = "cifar10-cnn"
     tags: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

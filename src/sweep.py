@@ -117,7 +117,7 @@ class SweepTracking(Callback):
         for key, value in summary.items():
             client.log_metric(parent["run_id"], key, value)
         status = "KILLED" if "KILLED" in statuses or "RUNNING" in statuses else \
-            "FAILED" if summary["jobs_failed"] else "FINISHED"
+            "FAILED" if summary["jobs_failed"] or not statuses else "FINISHED"  # none ran: the launcher failed
         if failed:
             client.log_text(parent["run_id"], json.dumps(failed, indent=2), "failed_jobs.json")
         client.set_terminated(parent["run_id"], status)

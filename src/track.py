@@ -219,6 +219,14 @@ def log_keras_model(model, example_images: np.ndarray, name: str = "model"):
                      pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
 
 
+def register_champion(model_uri: str, name: str, alias: str = "champion") -> str:
+    """Register the model and point `alias` at the new version; returns the version."""
+    version = mlflow.register_model(model_uri, name)
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version.version)
+    mlflow.set_tag("registered_model", f"{name}@{alias} (version {version.version})")
+    return version.version
+
+
 def epoch_logger():
     """A Keras callback logging each epoch's metrics with step = epoch (1-based,
     as Keras prints it). MLflow's own MlflowCallback also logs a stepless copy

@@ -242,7 +242,9 @@ def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
         result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
         pipeline.log_evaluation(result, "test")
         if cfg.tracking.log_model:
-            track.log_keras_model(model, splits.x_test)
+            model_info = track.log_keras_model(model, splits.x_test)
+            if cfg.tracking.register_best_as:
+                track.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
     print_leaderboard(board, cfg, result, run.info.run_id, final, uri)
     return result.accuracy
 

@@ -100,6 +100,9 @@ def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, trackin
     model = mlflow.pyfunc.load_model(f"runs:/{parent.info.run_id}/model")
     assert np.asarray(model.predict(np.zeros((3, 32, 32, 3), np.float32))).shape == (3, 10)
     assert "leaderboard" in result.stdout and "[study] trial" in result.stdout
+    # The winner is registered, and the alias `champion` points at it.
+    champion = mlflow.pyfunc.load_model("models:/cifar10-cnn@champion")
+    assert champion.metadata.run_id == parent.info.run_id
 
 
 def test_checkpoint_final_fit_is_logged(synthetic_cifar, tracking_uri, tmp_path):

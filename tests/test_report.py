@@ -1,0 +1,74 @@
+"""`python -m src.report` on a store of tiny runs: grouping by seeds, CSVs,
+importances, the baseline comparison, and identical files on a second run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import PROJECT_ROOT, make_synthetic_cifar, run_cli
+
+TINY = ("trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
+        "model.dense_units=[16]")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("report_store")
+    synthetic_cifar = make_synthetic_cifar(tmp_path / "cifar-10-batches-py")
+    tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    baseline = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
+    assert baseline.returncode == 0, baseline.stderr[-3000:]
+    sweep = run_cli("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "tracking.experiment=grid",
+                    f"hydra.sweep.dir={tmp_path / 'sweeps' / 'grid'}", *TINY,
+                    "model.dropout=0.1,0.5", "model.width=1,2", "seed=1,2")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    return tracking_uri
+
+
+def report(uri, selector, out):
+    return subprocess.run([sys.executable, "-m", "src.report", selector, "--tracking-uri", uri, "--out", str(out)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_report_of_a_sweep(store, tmp_path):
+    out = tmp_path / "report"
+    result = report(store, "sweeps/grid", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    board = pd.read_csv(out / "leaderboard.csv")
+    # 2 dropouts x 2 widths, each over 2 seeds.
+    assert len(board) == 4 and set(board["runs"]) == {2}
+    assert {"model.dropout", "model.width"} <= set(board.columns)
+    assert "seed" not in board.columns  # seeds are what the spread is taken over
+    assert list(board["best_val_accuracy_mean"]) == sorted(board["best_val_accuracy_mean"], reverse=True)
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 8 and set(runs["seed"]) == {1, 2}
+    for _, row in board.iterrows():
+        same = runs[(runs["model.dropout"] == row["model.dropout"]) & (runs["model.width"] == row["model.width"])]
+        assert row["test_accuracy_mean"] == pytest.approx(same["test_accuracy"].mean(), abs=1e-5)
+        assert row["test_accuracy_std"] == pytest.approx(same["test_accuracy"].std(), abs=1e-5)
+    importance = pd.read_csv(out / "importance.csv")
+    assert set(importance["hyperparameter"]) == {"model.dropout", "model.width"}
+    assert importance["forest_importance"].sum() == pytest.approx(1.0)
+    text = (out / "REPORT.md").read_text()
+    assert "Best configuration against the baseline" in text and "difference" in text and "Welch" not in text
+    for figure in ("objective_vs_hyperparameters.png", "validation_curves.png", "test_confusion_matrix.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000, figure
+
+
+def test_report_is_reproducible(store, tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    assert report(store, "grid", first).returncode == 0
+    assert report(store, "grid", second).returncode == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_unknown_selector_lists_the_experiments(store, tmp_path):
+    result = report(store, "no-such-thing", tmp_path / "x")
+    assert result.returncode != 0
+    assert "no-such-thing" in result.stderr and "grid" in result.stderr and "baseline" in result.stderr
