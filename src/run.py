@@ -39,12 +39,14 @@ def main(cfg: DictConfig) -> float:
         return _stop(err)
     interrupt.install()
 
+    from mlflow.exceptions import MlflowException
+
     from src.data import DatasetError
     from src.pipeline import run_training
-    from src.tune import run_study
     from src.sweep import job_context
     from src.track import TrackingError
     from src.train import TrainingDiverged
+    from src.tune import run_study
 
     overrides = list(HydraConfig.get().overrides.task)
     try:
@@ -52,6 +54,9 @@ def main(cfg: DictConfig) -> float:
         return job(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except (DatasetError, TrackingError, TrainingDiverged) as err:
         return _stop(err)
+    except (MlflowException, OSError) as err:  # the run itself has already ended FAILED
+        return _stop(TrackingError(f"MLflow could not record the run ({type(err).__name__}: {err}); "
+                                   "the run ended FAILED"))
 
 
 if __name__ == "__main__":
