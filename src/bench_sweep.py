@@ -44,8 +44,7 @@ def run_sweep(launcher: str, args, store: Path, index: int) -> dict:
 
     client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
-    jobs = client.search_runs([exp.experiment_id], "tags.sweep_role != 'parent'")
-    jobs = [run for run in jobs if "mlflow.parentRunId" in run.data.tags]
+    jobs = [run for run in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
     images = sum(run.data.metrics["train_images_per_s"] * run.data.metrics["train_seconds"] for run in jobs)
     return {"launcher": launcher, "jobs": len(jobs), "wall_s": wall, "images": images,
             "aggregate_img_s": images / wall,

@@ -113,6 +113,8 @@ class TrainerConfig:
     optimizer: Optimizer = Optimizer.adam
     learning_rate: float = 0.001
     precision: Precision = Precision.float32
+    # Batches per call into TensorFlow: the same math, less Python per batch.
+    steps_per_execution: int = 1
     # Keras fit verbosity: 1 = progress bar per epoch, 2 = one line per epoch.
     verbose: int = 1
     intra_op_threads: int = 0  # 0 = TensorFlow's default
@@ -123,6 +125,8 @@ class TrainerConfig:
             _fail("trainer.epochs", self.epochs, "an integer >= 1")
         if self.batch_size < 1:
             _fail("trainer.batch_size", self.batch_size, "an integer >= 1")
+        if self.steps_per_execution < 1:
+            _fail("trainer.steps_per_execution", self.steps_per_execution, "an integer >= 1")
         if not self.learning_rate > 0:
             _fail("trainer.learning_rate", self.learning_rate, "a number > 0")
         if self.verbose not in (0, 1, 2):

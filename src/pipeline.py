@@ -19,8 +19,9 @@ def describe(cfg: Config) -> str:
     return f"f{filters}_d{cfg.model.dropout:g}_e{cfg.trainer.epochs}_s{cfg.seed}"
 
 
+@track.MLFLOW_TIME
 def log_run_inputs(cfg: Config, splits: data_module.Splits, config_yaml: str,
-                   overrides: Optional[list]) -> None:
+                    overrides: Optional[list]) -> None:
     mlflow.log_params(track.flatten(asdict(cfg)))
     mlflow.log_params({"data.train_images": splits.x_train.shape[0],
                        "data.val_images": splits.x_val.shape[0],
@@ -35,6 +36,7 @@ def log_run_inputs(cfg: Config, splits: data_module.Splits, config_yaml: str,
     track.log_dataset(splits.x_test, splits.y_test, "cifar10-test", splits.source, "test", splits.lossy)
 
 
+@track.MLFLOW_TIME
 def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = True) -> None:
     """Metrics `<prefix>_accuracy/_loss` (unless `metrics` is off: a trial's
     validation figures are already its last epoch's), both reports, the
@@ -54,6 +56,7 @@ def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = Tru
         mlflow.log_figure(figure, f"figures/{prefix}_confusion_matrix{suffix}.png")
 
 
+@track.MLFLOW_TIME
 def log_training(training, validation: str) -> None:
     summary = {"train_seconds": training.seconds, "fit_seconds": training.fit_seconds,
                "train_images_per_s": training.images_per_second, "epochs_trained": training.epochs}
@@ -87,7 +90,11 @@ def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
     result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
     log_evaluation(result, "test")
     if cfg.tracking.log_model:
-        track.log_keras_model(model, splits.x_test)
+        with track.MLFLOW_TIME:
+            track.log_keras_model(model, splits.x_test)
+    mlflow_seconds = track.MLFLOW_TIME.seconds
+    mlflow.log_metrics({"mlflow_seconds": mlflow_seconds,
+                        "mlflow_share_of_training": mlflow_seconds / max(training.seconds, 1e-9)})
     return model, training, result
 
 
@@ -95,6 +102,7 @@ def run_training(cfg: Config, config_yaml: str, overrides: Optional[list] = None
                  tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
     """One training job (the baseline, or one job of a sweep under
     `parent_run_id`). Data and the store are checked before a run exists."""
+    track.MLFLOW_TIME.seconds = 0.0  # this run's share only (a sweep's jobs may share a process)
     splits = data_module.load(cfg.data, cfg.seed)
     uri = track.resolve_uri(cfg.tracking.uri)
     experiment_id = track.ensure_experiment(uri, cfg.tracking.experiment)
@@ -120,6 +128,8 @@ def print_summary(cfg: Config, uri: str, run_id: str, result, training, seconds:
     lines += [
         f"training        {training.seconds:.0f} s, {training.images_per_second:,.0f} images/s;"
         f" run took {seconds:.0f} s",
+        f"mlflow calls    {track.MLFLOW_TIME.seconds:.1f} s, {track.MLFLOW_TIME.seconds / max(training.seconds, 1e-9):.1%}"
+        " of the training time",
         f"mlflow run      {run_id}  (experiment '{cfg.tracking.experiment}')",
         f"open the UI     {track.ui_command(uri)}",
     ]

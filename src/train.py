@@ -119,7 +119,7 @@ def make_optimizer(cfg: TrainerConfig) -> keras.optimizers.Optimizer:
 
 def compile_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
     model.compile(optimizer=make_optimizer(cfg), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=cfg.steps_per_execution)
     return model
 
 
