@@ -178,6 +178,8 @@ def comparison_section(client, selection: Selection, frame: pd.DataFrame, board:
         chosen = set(frame.loc[frame["config"] == board.iloc[0]["config"], "run_id"])
         best_test = np.array([r.data.metrics["test_accuracy"] for r in selection.evaluated
                               if r.info.run_id in chosen])
+    if selection.kind == "experiment" and selection.selector == baseline:
+        return []  # the baseline itself
     reference = baseline_accuracies(client, baseline)
     if not len(best_test) or not len(reference):
         return ["## Best configuration against the baseline", "",
