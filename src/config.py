@@ -204,10 +204,13 @@ class TunerConfig:
     directory: str = "outputs/tuner"  # keras-tuner state, one folder per project_name
     project_name: str = "study"
     final_fit: FinalFit = FinalFit.retrain
+    # Parallel keras-tuner workers on this machine (>= 2: an oracle process plus N worker
+    # processes, src/distributed.py); workers x trainer threads should match the cores.
+    workers: int = 1
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key in ("max_trials", "max_epochs", "executions_per_trial", "hyperband_iterations"):
+        for key in ("max_trials", "max_epochs", "executions_per_trial", "hyperband_iterations", "workers"):
             if getattr(self, key) < 1:
                 _fail(f"tuner.{key}", getattr(self, key), "an integer >= 1")
         if self.factor < 2:

@@ -42,6 +42,7 @@ def main(cfg: DictConfig) -> float:
     from mlflow.exceptions import MlflowException
 
     from src.data import DatasetError
+    from src.distributed import WorkerFailed
     from src.pipeline import run_training
     from src.sweep import job_context
     from src.track import TrackingError
@@ -52,7 +53,7 @@ def main(cfg: DictConfig) -> float:
     try:
         job = run_study if typed.tuner is not None else run_training
         return job(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
-    except (DatasetError, TrackingError, TrainingDiverged) as err:
+    except (DatasetError, TrackingError, TrainingDiverged, WorkerFailed) as err:
         return _stop(err)
     except (MlflowException, OSError) as err:  # the run itself has already ended FAILED
         return _stop(TrackingError(f"MLflow could not record the run ({type(err).__name__}: {err}); "

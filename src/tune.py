@@ -38,7 +38,7 @@ TUNER_CLASSES = {
 }
 HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
 # Changing these does not change what a study computes, so a resume may differ in them.
-RESUMABLE_DIFFERENCES = ("tuner.overwrite", "tracking", "trainer.verbose", "data.dir")
+RESUMABLE_DIFFERENCES = ("tuner.overwrite", "tuner.workers", "tracking", "trainer.verbose", "data.dir")
 
 
 class CifarHyperModel(keras_tuner.HyperModel):
@@ -78,16 +78,20 @@ def trial_name(trial_id: str, values: Mapping) -> str:
 
 
 class TrackedTrials:
-    """Tuner mixin: each trial runs inside its own nested MLflow run."""
+    """Tuner mixin: each trial runs inside its own nested MLflow run: under the
+    active (study) run, or in a worker process under `parent_run_id`."""
 
     study_tags: Dict[str, str] = {}
+    parent_run_id: Optional[str] = None
 
     def run_trial(self, trial, *args, **kwargs):
         interrupt.check()
         values = dict(trial.hyperparameters.values)
-        tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id}
+        tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id,
+                "tuner_worker": self.tuner_id}
         started = time.perf_counter()
-        with track.tracked_run(trial_name(trial.trial_id, values), tags, nested=True):
+        with track.tracked_run(trial_name(trial.trial_id, values), tags, nested=True,
+                               parent_run_id=self.parent_run_id):
             mlflow.log_params({f"hp.{key}": value for key, value in values.items()})
             histories = super().run_trial(trial, *args, **kwargs)
             objective = self.oracle.objective.name
@@ -102,17 +106,34 @@ class TrackedTrials:
         return histories
 
 
-def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str]):
+def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
+               parent_run_id: Optional[str] = None):
+    """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
     kind = TunerKind(cfg.tuner.kind)
     base = TUNER_CLASSES[kind]
-    tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base), {"study_tags": tags})
+    tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base),
+                       {"study_tags": tags, "parent_run_id": parent_run_id})
     common = dict(hypermodel=hypermodel, objective=cfg.tuner.objective, seed=cfg.tuner.seed,
                   executions_per_trial=cfg.tuner.executions_per_trial, overwrite=cfg.tuner.overwrite,
                   directory=str(directory.parent), project_name=directory.name)
     if kind is TunerKind.hyperband:
-        return tuner_class(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
-                           hyperband_iterations=cfg.tuner.hyperband_iterations, **common)
-    return tuner_class(max_trials=cfg.tuner.max_trials, **common)
+        tuner = tuner_class(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
+                            hyperband_iterations=cfg.tuner.hyperband_iterations, **common)
+    else:
+        tuner = tuner_class(max_trials=cfg.tuner.max_trials, **common)
+    oracle = tuner.oracle
+    # keras-tuner reloads the oracle only if `<tuner id>.json` exists: state written under
+    # another id (tuner0 alone, or the chief and workers of a parallel study) is reloaded here.
+    if (isinstance(oracle, keras_tuner.Oracle) and not cfg.tuner.overwrite and not oracle.trials
+            and (directory / "oracle.json").is_file()):
+        oracle.reload()
+    return tuner
+
+
+def save_state_config(cfg: Config, directory: Path) -> None:
+    """The config beside the tuner state, which a resume is checked against."""
+    directory.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(_comparable(cfg)), directory / "study_config.yaml")
 
 
 def state_dir(cfg: Config) -> Path:
@@ -198,6 +219,14 @@ def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, b
     return board
 
 
+def search_here(cfg: Config, hypermodel: CifarHyperModel, directory: Path, study_tags: Dict[str, str]):
+    """The search in this process, trials one after another; returns the tuner."""
+    tuner = make_tuner(cfg, hypermodel, directory, study_tags)
+    save_state_config(cfg, directory)
+    tuner.search(verbose=1)
+    return tuner
+
+
 def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
               tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
     directory = state_dir(cfg)
@@ -220,12 +249,16 @@ def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
             mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(cfg.tuner), enum_to_str=True),
                             "search_space.json")
         hypermodel = CifarHyperModel(cfg, splits)
-        tuner = make_tuner(cfg, hypermodel, directory, study_tags)
-        directory.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(_comparable(cfg)), directory / "study_config.yaml")
-        print(f"[study] {project}: {TunerKind(cfg.tuner.kind).value} search, state in {directory}"
+        workers = f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else ""
+        print(f"[study] {project}: {TunerKind(cfg.tuner.kind).value} search{workers}, state in {directory}"
               f"{' (resumed)' if study_run_id else ''}; MLflow run {run.info.run_id}", flush=True)
-        tuner.search(verbose=1)
+        if cfg.tuner.workers > 1:
+            from src import distributed
+
+            tuner = distributed.search(cfg, hypermodel, directory, study_tags, run.info.run_id, uri,
+                                       experiment_id, overrides)
+        else:
+            tuner = search_here(cfg, hypermodel, directory, study_tags)
 
         best_trial = tuner.oracle.get_best_trials(1)[0]
         board = log_study_results(client, experiment_id, run.info.run_id, cfg, best_trial.trial_id)
