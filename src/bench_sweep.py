@@ -78,8 +78,9 @@ def main(argv=None) -> None:
     parallel = statistics.median(r["aggregate_img_s"] for r in results["joblib"])
     print(f"\nsequential (basic launcher, all cores per job): {sequential:.0f} training images/s")
     print(f"parallel (joblib, 2 jobs x 1 thread):            {parallel:.0f} training images/s")
+    per_job = statistics.fmean(r["images"] / r["jobs"] for r in results["basic"])
     print(f"launcher_speedup={parallel / sequential:.2f} sequential_img_s={sequential:.0f} "
-          f"parallel_img_s={parallel:.0f} jobs={args.jobs} images_per_job={args.limit_train * args.epochs}")
+          f"parallel_img_s={parallel:.0f} jobs={args.jobs} images_per_job={per_job:.0f}")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ class TrainerConfig:
     learning_rate: float = 0.001
     precision: Precision = Precision.float32
     # Batches per call into TensorFlow: the same math, less Python per batch.
-    steps_per_execution: int = 1
+    steps_per_execution: int = 32
     # Keras fit verbosity: 1 = progress bar per epoch, 2 = one line per epoch.
     verbose: int = 1
     intra_op_threads: int = 0  # 0 = TensorFlow's default
