@@ -16,7 +16,6 @@ from contextlib import ContextDecorator, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, Mapping, Optional
-from urllib.parse import urlparse
 
 import mlflow
 import numpy as np

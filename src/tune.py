@@ -36,7 +36,6 @@ TUNER_CLASSES = {
     TunerKind.bayesian: keras_tuner.BayesianOptimization,
     TunerKind.grid: keras_tuner.GridSearch,
 }
-HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
 # Changing these does not change what a study computes, so a resume may differ in them.
 RESUMABLE_DIFFERENCES = ("tuner.overwrite", "tuner.workers", "tracking", "trainer.verbose", "data.dir")
 
