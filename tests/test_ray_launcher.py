@@ -39,14 +39,14 @@ def stop(processes: list) -> None:
     psutil.wait_procs(processes, timeout=10)
 
 
-def test_two_job_multirun_on_a_local_ray_instance(synthetic_cifar, tracking_uri, tmp_path):
+def test_four_job_multirun_on_a_local_ray_instance(synthetic_cifar, tracking_uri, tmp_path):
     # A short temp dir of its own: Ray's unix socket paths must stay under 107
     # characters, and it tells Ray's processes apart from any others here.
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     sweep_dir = tmp_path / "sweep"
     try:
         result = run_cli("-m", "+launcher=ray", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
-                         "tracking.experiment=ray", f"hydra.sweep.dir={sweep_dir}", *TINY, "seed=1,2",
+                         "tracking.experiment=ray", f"hydra.sweep.dir={sweep_dir}", *TINY, "seed=1,2,3,4",
                          # a local instance bound to loopback, without the dashboard
                          "hydra.launcher.ray.init.address=null",
                          "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
@@ -57,12 +57,12 @@ def test_two_job_multirun_on_a_local_ray_instance(synthetic_cifar, tracking_uri,
         assert "Started a local Ray instance" in result.stderr + result.stdout
 
         parents, children = sweep_runs(tracking_uri, "ray")
-        assert len(parents) == 1 and len(children) == 2
+        assert len(parents) == 1 and len(children) == 4
         parent = parents[0]
-        assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 2
+        assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 4
         assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
         assert {c.info.status for c in children} == {"FINISHED"}
-        assert sorted(c.info.run_name for c in children) == ["f8-16_d0.5_e1_s1", "f8-16_d0.5_e1_s2"]
+        assert sorted(c.info.run_name for c in children) == [f"f8-16_d0.5_e1_s{seed}" for seed in (1, 2, 3, 4)]
         assert {c.data.params["trainer.intra_op_threads"] for c in children} == {"1"}
 
         # The driver shut its Ray instance down on exit: nothing of it is left running.
