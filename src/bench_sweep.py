@@ -1,6 +1,6 @@
 """Benchmark: the same multirun through the sequential and the parallel launcher.
 
-    python -m src.bench_sweep [--jobs 4] [--limit-train 20000] [--epochs 2] [--rounds 1] [--quick]
+    python -m src.bench_sweep [--jobs 2] [--limit-train 50000] [--epochs 2] [--rounds 1] [--quick]
 
 Runs `python -m src.run -m ...` with `+launcher=basic` (one job after another,
 TensorFlow using every core) and `+launcher=joblib` (2 jobs at once, 1 thread
@@ -53,8 +53,10 @@ def run_sweep(launcher: str, args, store: Path, index: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=4)
-    parser.add_argument("--limit-train", type=int, default=20000)
+    # Full-size jobs by default: with short ones each parallel worker's start-up
+    # (TensorFlow import, data loading: ~25 s) eats the gain (experiments/perf/).
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--limit-train", type=int, default=50000)
     parser.add_argument("--limit-test", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)

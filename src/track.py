@@ -5,6 +5,8 @@ it, because MLflow 3.13+ refuses the plain `./mlruns` file store.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shlex
 import subprocess
@@ -238,9 +240,12 @@ def log_keras_model(model, example_images: np.ndarray, name: str = "model"):
     signature = infer_signature(example, model.predict(example, verbose=0))
     # Explicit requirements: MLflow otherwise re-imports the model in a
     # subprocess to infer them, which costs a TensorFlow start-up per run.
-    return Model.log(artifact_path=None, name=name, flavor=KERAS_FLAVOR, model=model, signature=signature,
-                     input_example=example,
-                     pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
+    # MLflow checks the input example with a predict call that draws a Keras
+    # progress bar on stdout; keep the console for the run's own output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return Model.log(artifact_path=None, name=name, flavor=KERAS_FLAVOR, model=model, signature=signature,
+                         input_example=example,
+                         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"])
 
 
 def register_champion(model_uri: str, name: str, alias: str = "champion") -> str:
