@@ -40,8 +40,8 @@ from omegaconf import OmegaConf
 
 from src import interrupt
 from src.config import Config, validate
+from src.track import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CHIEF = "chief"
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.5
