@@ -11,12 +11,14 @@ import signal
 from typing import Optional
 
 _received: Optional[int] = None
+_deferred = False
 
 
 def _on_signal(signum, frame):
     global _received
     _received = signum
-    raise KeyboardInterrupt(f"received signal {signum}")
+    if not _deferred:
+        raise KeyboardInterrupt(f"received signal {signum}")
 
 
 def install() -> None:
@@ -30,5 +32,20 @@ def install() -> None:
 
 def check() -> None:
     """Raise again if a signal arrived and its first KeyboardInterrupt was lost."""
-    if _received is not None:
+    if _received is not None and not _deferred:
         raise KeyboardInterrupt(f"received signal {_received}")
+
+
+def defer() -> None:
+    """Hold Ctrl-C/SIGTERM until `undefer()`: for steps that two stores must
+    both record or neither (a trial's MLflow run ending FINISHED, then
+    keras-tuner saving the trial as completed)."""
+    global _deferred
+    _deferred = True
+
+
+def undefer() -> None:
+    """End `defer()`; a signal that arrived meanwhile is raised now."""
+    global _deferred
+    _deferred = False
+    check()

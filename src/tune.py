@@ -100,9 +100,18 @@ class TrackedTrials:
             interrupt.check()
             mlflow.log_metrics({f"best_{objective}": score, "trial_seconds": time.perf_counter() - started,
                                 "process_rss_mb": psutil.Process().memory_info().rss / 2**20})
+            # A trial finished in MLflow must also be saved by keras-tuner, or a resume
+            # runs it again: hold signals until on_trial_end has saved it.
+            interrupt.defer()
         print(f"[study] {trial_name(trial.trial_id, values)} -> {objective} {score:.4f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         return histories
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)
+        finally:
+            interrupt.undefer()
 
 
 def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],

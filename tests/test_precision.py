@@ -1,6 +1,8 @@
 """trainer.precision=mixed_bfloat16: a float32 output layer, and the same
-accuracy as float32 on a small real run with the same seed."""
+accuracy as float32 on a small real run, over several seeds."""
 from __future__ import annotations
+
+import statistics
 
 import pytest
 
@@ -8,15 +10,27 @@ from src.config import DataConfig, ModelConfig, Precision, TrainerConfig, Valida
 
 from conftest import SHARED_CIFAR, requires_shared_data
 
+SEEDS = (0, 1, 2)
+# Bound on |mean over SEEDS of (bfloat16 - float32) test accuracy|, in accuracy units.
+# Measured on this run (15,000 images, 3 epochs, batch 64) for seeds 0-5 on a 2-core
+# Zen 4 VM: float32 0.4894 0.4612 0.4835 0.4921 0.4692 0.4766, bfloat16 0.4662 0.4736
+# 0.4878 0.4948 0.4729 0.4845; differences -2.32 +1.24 +0.43 +0.27 +0.37 +0.79 points,
+# mean +0.13, standard deviation 1.25 points. The mean of 3 seeds then has a standard
+# error of 0.72 points, and 0.03 is about 4 of them: a real precision problem (a bf16
+# softmax, lost gradients) costs far more, while seed noise crosses it about once in
+# 10,000 runs. bfloat16 results also differ between machines of this kind (0.4702 vs
+# 0.4755 for one seed), which a single-seed 1.5-point bound could not absorb.
+MEAN_DIFFERENCE_BOUND = 0.03
 
-def train_and_score(splits, precision: Precision) -> float:
+
+def train_and_score(splits, precision: Precision, seed: int) -> float:
     import keras
 
     from src import evaluate, train
     from src.model import build_cnn
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(seed)
     trainer = TrainerConfig(epochs=3, batch_size=64, precision=precision, verbose=0)
     train.set_precision(precision)
     try:
@@ -32,12 +46,17 @@ def train_and_score(splits, precision: Precision) -> float:
 
 @pytest.mark.slow
 @requires_shared_data()
-def test_bfloat16_matches_float32_accuracy_within_1_5_points():
+def test_bfloat16_matches_float32_accuracy_over_three_seeds():
     from src import data
 
     splits = data.load(DataConfig(dir=str(SHARED_CIFAR), validation=Validation.split, limit_train=15000), seed=42)
-    float32 = train_and_score(splits, Precision.float32)
-    bfloat16 = train_and_score(splits, Precision.mixed_bfloat16)
-    print(f"test accuracy float32 {float32:.4f}, mixed_bfloat16 {bfloat16:.4f}")
-    assert float32 > 0.40 and bfloat16 > 0.40
-    assert abs(float32 - bfloat16) <= 0.015
+    differences = []
+    for seed in SEEDS:
+        float32 = train_and_score(splits, Precision.float32, seed)
+        bfloat16 = train_and_score(splits, Precision.mixed_bfloat16, seed)
+        print(f"seed {seed}: test accuracy float32 {float32:.4f}, mixed_bfloat16 {bfloat16:.4f}")
+        assert float32 > 0.40 and bfloat16 > 0.40  # both learn (measured >= 0.46)
+        differences.append(bfloat16 - float32)
+    mean = statistics.fmean(differences)
+    print(f"mean difference {mean:+.4f} (bound {MEAN_DIFFERENCE_BOUND})")
+    assert abs(mean) <= MEAN_DIFFERENCE_BOUND, differences
