@@ -1,208 +1,30 @@
-"""Training throughput, side by side: the notebook's way, ours, and the fastest sweep setting.
+"""Benchmarks: `python -m src.bench <name> [options]`; each prints its figures.
 
-    python -m src.bench [--images 20000] [--epochs 4] [--rounds 3] [--quick]
+    training  the notebook's training vs the project's vs the fast setting (default)
+    sweep     a multirun through the sequential and the parallel launcher
+    tuner     a study with 1 tuner worker and with 2
 
-In one process, alternating A B C A B C ... so that drift in the machine's
-speed hits all alike, each variant trains a fresh model of the baseline
-architecture on the same images for one warm-up epoch plus `--epochs` timed
-epochs. It prints each variant's median training images/s, the ratios, and
-its share of this CPU's float32 limit: training FLOPs per image (analytic,
-3x the forward pass) x images/s / the float32 matmul rate measured on the spot.
-
-  notebook  model.compile(optimizer='adam', ...); model.fit(x, y, batch_size=32)   (float32)
-  ours      the project's training path (src/train.py) at batch 32, float32: same math
-  sweep     the project's path with trainer.precision=mixed_bfloat16, batch 256
-
-The last line is machine-readable:
-speedup=<ours/notebook> sweep_speedup=<sweep/notebook> ours_img_s=<n> notebook_img_s=<n> roofline_share=<ours>
+`python -m src.bench <name> --help` lists a benchmark's options.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import os
-import statistics
+import importlib
 import sys
-import time
-from typing import Callable, Dict, List
 
-import numpy as np
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-
-from src import data as data_module  # noqa: E402
-from src import train  # noqa: E402
-from src.config import DataConfig, ModelConfig, Precision, TrainerConfig, Validation  # noqa: E402
-from src.model import build_cnn  # noqa: E402
+BENCHMARKS = {"training": "src.benchmarks.training", "sweep": "src.benchmarks.sweep",
+              "tuner": "src.benchmarks.tuner"}
 
 
-def training_flops_per_image(cfg: ModelConfig, size: int = 32, channels: int = 3, classes: int = 10) -> float:
-    """Multiply-adds x 2 of one forward pass, x 3 for forward + backward."""
-    flops, features = 0.0, channels
-    for filters in cfg.conv_filters:
-        size -= cfg.kernel_size - 1
-        flops += 2 * cfg.kernel_size ** 2 * features * filters * size * size
-        size //= 2
-        features = filters
-    width = size * size * features
-    for units in [*cfg.dense_units, classes]:
-        flops += 2 * width * units
-        width = units
-    return 3 * flops
-
-
-def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
-    """This CPU's float32 matmul rate, measured now (TensorFlow, all threads)."""
-    import tensorflow as tf
-
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()  # warm-up
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        tf.linalg.matmul(a, b).numpy()
-        count += 1
-    return 2 * n ** 3 * count / (time.perf_counter() - started) / 1e9
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds of each training epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: List[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._started)
-
-
-def notebook_way(splits, epochs: int) -> List[float]:
-    """Exactly the notebook's calls (its architecture is the default ModelConfig),
-    on float64 arrays as its `train_images / 255.0` gives."""
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_cnn(ModelConfig())
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    timer = EpochTimer()
-    images = splits.x_train.astype(np.float64)
-    model.fit(images, splits.y_train, epochs=1 + epochs, callbacks=[timer], verbose=0)
-    return timer.seconds[1:]
-
-
-def project_way(trainer: TrainerConfig) -> Callable:
-    def run(splits, epochs: int) -> List[float]:
-        train.set_precision(trainer.precision)
-        model = train.compile_model(build_cnn(ModelConfig()), trainer)
-        timer = EpochTimer()
-        train.fit(model, splits, dataclasses.replace(trainer, epochs=1 + epochs, verbose=0),
-                  callbacks=[timer], validate=False)
-        return timer.seconds[1:]
-    return run
-
-
-VARIANTS: Dict[str, Callable] = {
-    "notebook": notebook_way,
-    "ours": project_way(TrainerConfig(batch_size=32, precision=Precision.float32)),
-    "sweep": project_way(TrainerConfig(batch_size=256, precision=Precision.mixed_bfloat16)),
-}
-
-
-def profile_step(splits, batch_size: int = 32, steps: int = 200) -> Dict[str, float]:
-    """Where a batch's time goes (milliseconds per batch of 32, float32):
-    Keras `fit` as a whole, the same training step as one compiled TensorFlow
-    function on a batch already in memory (no data pipeline, no callbacks, no
-    Keras loop), and the forward pass alone."""
-    import tensorflow as tf
-
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_cnn(ModelConfig())
-    optimizer = keras.optimizers.Adam()
-    loss_fn = keras.losses.CategoricalCrossentropy()
-    x = tf.constant(splits.x_train[:batch_size])
-    y = tf.constant(splits.y_train[:batch_size])
-
-    @tf.function
-    def train_step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-
-    @tf.function
-    def forward():
-        return model(x, training=False)
-
-    def per_call(function) -> float:
-        function().numpy()
-        started = time.perf_counter()
-        for _ in range(steps):
-            result = function()
-        result.numpy()
-        return (time.perf_counter() - started) / steps * 1000
-
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    timer = EpochTimer()
-    images = splits.x_train[:steps * batch_size]
-    model.fit(images, splits.y_train[:len(images)], epochs=2, batch_size=batch_size, callbacks=[timer], verbose=0)
-    return {"fit": timer.seconds[-1] / (len(images) / batch_size) * 1000,
-            "compiled_step": per_call(train_step), "forward": per_call(forward)}
-
-
-def load_images(args) -> "data_module.Splits":
-    if args.data_dir:
-        cfg = DataConfig(dir=args.data_dir, validation=Validation.test, limit_train=args.images, limit_test=100)
-        return data_module.load(cfg, seed=0)
-    rng = np.random.default_rng(0)  # no dataset: random images time the same
-    raw = data_module.RawCifar(rng.integers(0, 255, (args.images, 32, 32, 3), dtype=np.uint8),
-                               np.arange(args.images) % 10, np.zeros((100, 32, 32, 3), np.uint8),
-                               np.arange(100) % 10, list(data_module.CLASS_NAMES), "random", False)
-    return data_module.make_splits(raw, DataConfig(validation=Validation.test), seed=0)
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20000, help="training images per epoch")
-    parser.add_argument("--epochs", type=int, default=4, help="timed epochs per variant and round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
-    parser.add_argument("--quick", action="store_true", help="under two minutes: to check that it works")
-    parser.add_argument("--profile", action="store_true", help="also show where a batch's time goes")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.images, args.epochs, args.rounds = 4000, 1, 1
-
-    splits = load_images(args)
-    flops = training_flops_per_image(ModelConfig())
-    rate = matmul_gflops()
-    print(f"{splits.x_train.shape[0]} images per epoch; {flops / 1e6:.1f} MFLOP per training image; "
-          f"float32 matmul rate {rate:.0f} GFLOP/s (measured now)", flush=True)
-    timings: Dict[str, List[float]] = {name: [] for name in VARIANTS}
-    for round_index in range(args.rounds):
-        for name, variant in VARIANTS.items():
-            keras.backend.clear_session()
-            seconds = variant(splits, args.epochs)
-            timings[name] += seconds
-            print(f"round {round_index + 1} {name:8s} "
-                  + " ".join(f"{splits.x_train.shape[0] / s:7.0f}" for s in seconds) + " images/s", flush=True)
-    speed = {name: splits.x_train.shape[0] / statistics.median(s) for name, s in timings.items()}
-    share = {name: flops * value / (rate * 1e9) for name, value in speed.items()}
-    if args.profile:
-        keras.backend.clear_session()
-        parts = profile_step(splits)
-        print(f"\nper batch of 32 (float32): Keras fit {parts['fit']:.2f} ms; the same step compiled, data in "
-              f"memory {parts['compiled_step']:.2f} ms ({parts['compiled_step'] / parts['fit']:.0%}); forward pass "
-              f"{parts['forward']:.2f} ms. At {rate:.0f} GFLOP/s a step's {32 * flops / 1e6:.0f} MFLOP would take "
-              f"{32 * flops / (rate * 1e9) * 1000:.2f} ms.")
-    print()
-    for name in VARIANTS:
-        print(f"{name:8s} {speed[name]:7.0f} images/s  {speed[name] / speed['notebook']:.2f}x notebook  "
-              f"{share[name]:.0%} of the float32 limit")
-    print(f"speedup={speed['ours'] / speed['notebook']:.2f} sweep_speedup={speed['sweep'] / speed['notebook']:.2f} "
-          f"ours_img_s={speed['ours']:.0f} notebook_img_s={speed['notebook']:.0f} roofline_share={share['ours']:.2f}")
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    name = argv.pop(0) if argv and not argv[0].startswith("-") else "training"
+    if name not in BENCHMARKS:
+        print(f"error: unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    return importlib.import_module(BENCHMARKS[name]).main(argv) or 0
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from src.data import CLASS_NAMES
-from src.track import resolve_uri, sqlite_path
+from src.core.data import CLASS_NAMES
+from src.tracking.store import resolve_uri, sqlite_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DEFAULT_NAME, DEFAULT_ALIAS = "cifar10-cnn", "champion"

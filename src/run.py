@@ -1,26 +1,47 @@
 """Hydra entry point: `python -m src.run +experiment=baseline [key=value ...]`.
 
-Validates the composed config before anything heavy is imported, then hands
-over to the pipeline. Returns the objective (test accuracy) for sweepers.
+Validates the composed config before anything heavy is imported, then runs
+the job it describes: a study when a tuner is configured, else one training
+run. Returns the objective (test accuracy) for sweepers.
 """
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import sys
+import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src import interrupt
-from src.config import ConfigError, register, validate
+from src.config import ProjectError, register, validate
+from src.core import interrupt
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow's retracing notices fire for every new trial model: noise here.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow errors surface as exceptions
+# MLflow's own INFO lines (database migrations) are not the run's news.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# MLflow cannot tell which of two equal readers a file:// dataset source needs; either is right.
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 register()
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: Path):
+    """Send what C++ code writes to stderr into `path` meanwhile. TensorFlow's
+    start-up lines (the CUDA probe, oneDNN notices) are written by absl before
+    TF_CPP_MIN_LOG_LEVEL applies, so only the file descriptor can catch them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("ab") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _stop(error: Exception) -> None:
@@ -35,25 +56,26 @@ def _stop(error: Exception) -> None:
 def main(cfg: DictConfig) -> float:
     try:
         typed = validate(cfg)
-    except ConfigError as err:
+    except ProjectError as err:
         return _stop(err)
     interrupt.install()
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with native_stderr_to(output_dir / "tensorflow.log"):
+        import tensorflow  # noqa: F401
 
     from mlflow.exceptions import MlflowException
 
-    from src.data import DatasetError
-    from src.distributed import WorkerFailed
-    from src.pipeline import run_training
-    from src.sweep import job_context
-    from src.track import TrackingError
-    from src.train import TrainingDiverged
-    from src.tune import run_study
+    from src.jobs.multirun import job_context
+    from src.jobs.study import run_study
+    from src.jobs.training import run_training
+    from src.tracking.store import TrackingError
 
     overrides = list(HydraConfig.get().overrides.task)
+    job = run_study if typed.tuner is not None else run_training
     try:
-        job = run_study if typed.tuner is not None else run_training
         return job(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
-    except (DatasetError, TrackingError, TrainingDiverged, WorkerFailed) as err:
+    except ProjectError as err:
         return _stop(err)
     except (MlflowException, OSError) as err:  # the run itself has already ended FAILED
         return _stop(TrackingError(f"MLflow could not record the run ({type(err).__name__}: {err}); "

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import PROJECT_ROOT, SHARED_CIFAR
+from helpers import PROJECT_ROOT, SHARED_CIFAR
 
 
 def run_module(module: str, *args: str) -> str:
@@ -20,7 +20,7 @@ def run_module(module: str, *args: str) -> str:
 
 
 def test_training_benchmark_quick_prints_its_figures():
-    last = run_module("src.bench", "--quick").strip().splitlines()[-1]
+    last = run_module("src.bench", "training", "--quick").strip().splitlines()[-1]
     match = re.fullmatch(r"speedup=([\d.]+) sweep_speedup=([\d.]+) ours_img_s=(\d+) notebook_img_s=(\d+) "
                          r"roofline_share=([\d.]+)", last)
     assert match, last
@@ -28,7 +28,7 @@ def test_training_benchmark_quick_prints_its_figures():
 
 
 def test_launcher_benchmark_quick_prints_its_figures():
-    last = run_module("src.bench_sweep", "--quick").strip().splitlines()[-1]
+    last = run_module("src.bench", "sweep", "--quick").strip().splitlines()[-1]
     match = re.fullmatch(r"launcher_speedup=([\d.]+) sequential_img_s=(\d+) parallel_img_s=(\d+) jobs=2 "
                          r"images_per_job=\d+", last)
     assert match, last

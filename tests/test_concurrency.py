@@ -6,15 +6,16 @@ import sys
 
 from mlflow import MlflowClient
 
-from conftest import PROJECT_ROOT
-from src import track
+from src.tracking import logged, store
+
+from helpers import PROJECT_ROOT
 
 WRITER = """
 import sys, mlflow
-from src import track
+from src.tracking import runs, store
 uri, worker = sys.argv[1], int(sys.argv[2])
-track.ensure_experiment(uri, "concurrent")
-with track.tracked_run(f"writer-{worker}", {"worker": str(worker)}):
+store.ensure_experiment(uri, "concurrent")
+with runs.tracked_run(f"writer-{worker}", {"worker": str(worker)}):
     mlflow.log_params({f"p{i}": i * worker for i in range(20)})
     for step in range(1, 101):
         mlflow.log_metrics({"loss": 1.0 / step + worker, "val_accuracy": step / 100}, step=step)
@@ -23,7 +24,7 @@ with track.tracked_run(f"writer-{worker}", {"worker": str(worker)}):
 
 
 def test_four_processes_log_to_one_sqlite_store(tracking_uri):
-    track.ensure_experiment(tracking_uri, "concurrent")  # created once before fanning out, as sweeps do
+    store.ensure_experiment(tracking_uri, "concurrent")  # created once before fanning out, as sweeps do
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, tracking_uri, str(worker)], cwd=PROJECT_ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for worker in range(1, 5)]
@@ -49,7 +50,6 @@ def _log_same_datasets(uri: str, experiment_id: str, barrier, rounds: int, guard
     import mlflow
     import numpy as np
 
-    from src import track
 
     mlflow.set_tracking_uri(uri)
     images = np.zeros((4, 32, 32, 3), dtype=np.float32)
@@ -60,7 +60,7 @@ def _log_same_datasets(uri: str, experiment_id: str, barrier, rounds: int, guard
             barrier.wait(timeout=120)
             try:
                 if guarded:
-                    track.log_input_retrying(dataset, context="test", tags={})
+                    logged.log_input_retrying(dataset, context="test", tags={})
                 else:
                     mlflow.log_input(dataset, context="test")
             except Exception as err:  # counted, and the race goes on in the next round
@@ -71,7 +71,7 @@ def race_datasets(uri: str, guarded: bool, processes: int = 8, rounds: int = 4) 
     """`processes` processes, held at a barrier, log the same new datasets to a fresh store."""
     import multiprocessing
 
-    experiment_id = track.ensure_experiment(uri, "race")
+    experiment_id = store.ensure_experiment(uri, "race")
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         barrier, failures = manager.Barrier(processes), manager.list()
@@ -97,7 +97,7 @@ def test_eight_processes_logging_the_same_dataset_at_once_all_succeed(tracking_u
 
 
 def test_upstream_dataset_race_still_exists(tracking_uri):
-    """The same race without track.log_input_retrying: MLflow's own log_input
+    """The same race without logged.log_input_retrying: MLflow's own log_input
     fails some of the processes. When this test fails, upstream has fixed the
     get-or-create in SqlAlchemyStore.log_inputs and the retry can go.
 

@@ -8,7 +8,7 @@ from omegaconf.errors import ValidationError
 
 from src.config import ConfigError, Validation, register, validate
 
-from conftest import CONF_DIR
+from helpers import CONF_DIR
 
 register()
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

@@ -6,10 +6,10 @@ import pickle
 import numpy as np
 import pytest
 
-from src import data
 from src.config import DataConfig, Validation
+from src.core import data
 
-from conftest import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, write_batch
+from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, write_batch
 
 
 def test_reads_shapes_dtypes_and_file_order(synthetic_cifar):

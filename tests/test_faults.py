@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli
-from src import track
+from src.tracking import store
+
+from helpers import PROJECT_ROOT, run_cli
 
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "tracking.log_model=false")
 
@@ -86,7 +87,7 @@ CASES = [
 @pytest.mark.parametrize("case_id, overrides, damage, expected, status", CASES, ids=[c[0] for c in CASES])
 def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tracking_uri):
     if damage == "block_artifacts":
-        track.ensure_experiment(tracking_uri, "Default")
+        store.ensure_experiment(tracking_uri, "Default")
         block_artifacts(synthetic_cifar, tracking_uri)
     elif damage:
         damage(synthetic_cifar)
@@ -108,7 +109,7 @@ def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tr
 
 
 def all_runs(uri: str) -> list:
-    path = track.sqlite_path(uri)
+    path = store.sqlite_path(uri)
     if path is None or not path.exists():
         return []
     client = MlflowClient(uri)

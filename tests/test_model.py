@@ -5,7 +5,7 @@ from src.config import ModelConfig
 
 
 def test_default_model_is_the_notebooks_258762_parameters():
-    from src.model import build_cnn
+    from src.core.model import build_cnn
 
     model = build_cnn(ModelConfig())
     assert model.count_params() == 258_762
@@ -19,7 +19,7 @@ def test_default_model_is_the_notebooks_258762_parameters():
 
 
 def test_filters_dropout_and_dense_units_come_from_config():
-    from src.model import build_cnn
+    from src.core.model import build_cnn
 
     model = build_cnn(ModelConfig(filters=[16, 32], dense_units=[64], dropout=0.25))
     convs = [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]

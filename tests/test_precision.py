@@ -8,7 +8,7 @@ import pytest
 
 from src.config import DataConfig, ModelConfig, Precision, TrainerConfig, Validation
 
-from conftest import SHARED_CIFAR, requires_shared_data
+from helpers import SHARED_CIFAR, requires_shared_data
 
 SEEDS = (0, 1, 2)
 # Bound on |mean over SEEDS of (bfloat16 - float32) test accuracy|, in accuracy units.
@@ -26,8 +26,8 @@ MEAN_DIFFERENCE_BOUND = 0.03
 def train_and_score(splits, precision: Precision, seed: int) -> float:
     import keras
 
-    from src import evaluate, train
-    from src.model import build_cnn
+    from src.core import evaluate, train
+    from src.core.model import build_cnn
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -47,7 +47,7 @@ def train_and_score(splits, precision: Precision, seed: int) -> float:
 @pytest.mark.slow
 @requires_shared_data()
 def test_bfloat16_matches_float32_accuracy_over_three_seeds():
-    from src import data
+    from src.core import data
 
     splits = data.load(DataConfig(dir=str(SHARED_CIFAR), validation=Validation.split, limit_train=15000), seed=42)
     differences = []

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import CLASS_NAMES, PROJECT_ROOT, make_synthetic_cifar, run_cli
+from helpers import CLASS_NAMES, PROJECT_ROOT, make_synthetic_cifar, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import time
 
 import psutil
 import pytest
-
-from conftest import run_cli
 from test_sweep import TINY, sweep_runs
+
+from helpers import run_cli
 
 pytestmark = [
     pytest.mark.slow,  # starts a Ray cluster's processes

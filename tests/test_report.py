@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import PROJECT_ROOT, make_synthetic_cifar, run_cli
+from helpers import PROJECT_ROOT, make_synthetic_cifar, run_cli
 
 TINY = ("trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from conftest import SHARED_CIFAR, requires_shared_data, run_cli
+from helpers import SHARED_CIFAR, requires_shared_data, run_cli
 
 EXPECTED_ARTIFACTS = {
     "config/config.yaml", "config/overrides.yaml", "model_summary.txt",

@@ -7,7 +7,7 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from conftest import run_cli
+from helpers import run_cli
 
 TINY = ("trainer.epochs=1", "trainer.batch_size=32", "tracking.log_model=false", "trainer.verbose=0",
         "model.filters=[8,16]", "model.dense_units=[16]")

@@ -5,12 +5,12 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from src import track
+from src.tracking import runs, store
 
 
 @pytest.fixture
 def experiment(tracking_uri):
-    experiment_id = track.ensure_experiment(tracking_uri, "lifecycle")
+    experiment_id = store.ensure_experiment(tracking_uri, "lifecycle")
     yield experiment_id
     while mlflow.active_run():
         mlflow.end_run()
@@ -23,7 +23,7 @@ def _only_run(tracking_uri, experiment_id):
 
 
 def test_finished_run(tracking_uri, experiment):
-    with track.tracked_run("ok", {"k": "v"}, experiment_id=experiment):
+    with runs.tracked_run("ok", {"k": "v"}, experiment_id=experiment):
         mlflow.log_metric("m", 1.0)
     run = _only_run(tracking_uri, experiment)
     assert run.info.status == "FINISHED" and run.data.tags["k"] == "v"
@@ -31,7 +31,7 @@ def test_finished_run(tracking_uri, experiment):
 
 def test_exception_ends_failed_and_propagates(tracking_uri, experiment):
     with pytest.raises(ValueError, match="boom"):
-        with track.tracked_run("crash", experiment_id=experiment):
+        with runs.tracked_run("crash", experiment_id=experiment):
             raise ValueError("boom")
     assert _only_run(tracking_uri, experiment).info.status == "FAILED"
     assert mlflow.active_run() is None
@@ -39,38 +39,43 @@ def test_exception_ends_failed_and_propagates(tracking_uri, experiment):
 
 def test_ctrl_c_ends_killed(tracking_uri, experiment):
     with pytest.raises(KeyboardInterrupt):
-        with track.tracked_run("interrupted", experiment_id=experiment):
+        with runs.tracked_run("interrupted", experiment_id=experiment):
             raise KeyboardInterrupt
     assert _only_run(tracking_uri, experiment).info.status == "KILLED"
 
 
-def test_embedded_store_lives_under_mlruns():
-    uri = track.embedded_uri()
-    assert uri.startswith("sqlite:///") and uri.endswith("/mlruns/mlflow.db")
-    assert track.artifact_root(uri).endswith("/mlruns/artifacts")
-    assert "--backend-store-uri" in track.ui_command(uri)
+def test_embedded_store_is_where_mlflow_looks_by_default():
+    """`sqlite:///mlflow.db` at the project root with artifacts under mlruns/: a bare
+    `mlflow ui` from the project root shows every run."""
+    from helpers import PROJECT_ROOT
+
+    uri = store.embedded_uri()
+    assert uri == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    assert store.artifact_root(uri) == (PROJECT_ROOT / "mlruns").as_uri()
+    assert store.ui_command(uri).startswith("mlflow ui")
+    assert "--backend-store-uri" in store.ui_command("sqlite:////elsewhere/mlflow.db")
 
 
 def test_resolve_uri_prefers_config_then_environment(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/env.db")
-    assert track.resolve_uri("http://server:5000") == "http://server:5000"
-    assert track.resolve_uri(None) == "sqlite:////tmp/env.db"
+    assert store.resolve_uri("http://server:5000") == "http://server:5000"
+    assert store.resolve_uri(None) == "sqlite:////tmp/env.db"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert track.resolve_uri(None) == track.embedded_uri()
+    assert store.resolve_uri(None) == store.embedded_uri()
 
 
 def test_ensure_experiment_is_idempotent_and_puts_artifacts_beside_the_db(tracking_uri, tmp_path):
-    first = track.ensure_experiment(tracking_uri, "twice")
-    assert track.ensure_experiment(tracking_uri, "twice") == first
+    first = store.ensure_experiment(tracking_uri, "twice")
+    assert store.ensure_experiment(tracking_uri, "twice") == first
     location = MlflowClient(tracking_uri).get_experiment(first).artifact_location
-    assert location == (tmp_path / "mlruns" / "artifacts" / "twice").as_uri()
+    assert location == (tmp_path / "mlruns" / "twice").as_uri()
 
 
 def test_unreachable_server_fails_fast():
-    with pytest.raises(track.TrackingError, match="tracking.uri=http://127.0.0.1:9.*not reachable"):
-        track.check_reachable("http://127.0.0.1:9", timeout=2)
+    with pytest.raises(store.TrackingError, match="tracking.uri=http://127.0.0.1:9.*not reachable"):
+        store.check_reachable("http://127.0.0.1:9", timeout=2)
 
 
 def test_flatten_names_nested_keys_with_dots():
-    flat = track.flatten({"model": {"filters": [32, 64], "dropout": 0.5}, "seed": 1, "tags": {}})
+    flat = runs.flatten({"model": {"filters": [32, 64], "dropout": 0.5}, "seed": 1, "tags": {}})
     assert flat == {"model.filters": "[32, 64]", "model.dropout": "0.5", "seed": "1", "tags": "{}"}

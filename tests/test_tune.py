@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_cli
 
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32")
 SHORT_EPOCHS = {

@@ -13,7 +13,7 @@ import pandas as pd
 import psutil
 from mlflow import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_cli
 
 TINY_STUDY = ("+experiment=tune_random", "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
               "tuner.search_space.epochs.min=1", "tuner.search_space.epochs.max=2",

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import PROJECT_ROOT, run_cli
-from src.track import artifact_root
+from src.tracking.store import artifact_root
+
+from helpers import PROJECT_ROOT, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -5,7 +5,7 @@ import keras
 from keras import layers
 
 from src.config import ModelConfig
-from src.data import IMAGE_SHAPE, NUM_CLASSES
+from src.core.data import IMAGE_SHAPE, NUM_CLASSES
 
 
 def build_cnn(cfg: ModelConfig, input_shape=IMAGE_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Model:

@@ -8,9 +8,10 @@ from typing import Dict, List, Optional
 
 import keras
 
-from src import interrupt
-from src.config import Optimizer, Precision, TrainerConfig
-from src.data import Splits
+from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
+from src.core import interrupt
+from src.core.data import Splits
+from src.core.model import build_cnn
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -85,7 +86,7 @@ class TrainingResult:
         return max(range(len(values)), key=values.__getitem__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ProjectError):
     """The loss became NaN or infinite: the run cannot produce a model."""
 
 
@@ -121,6 +122,18 @@ def compile_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
     model.compile(optimizer=make_optimizer(cfg), loss="categorical_crossentropy",
                   metrics=["accuracy"], steps_per_execution=cfg.steps_per_execution)
     return model
+
+
+def prepare_model(model_cfg: ModelConfig, trainer: TrainerConfig, seed: Optional[int] = None) -> keras.Model:
+    """The one way every run, trial, final fit and benchmark gets a model: a fresh
+    Keras session, threads, the seed (None: keras-tuner's own), the precision
+    policy, then the notebook's CNN, compiled."""
+    set_threads(trainer)  # first: only possible before TensorFlow starts
+    keras.backend.clear_session()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    set_precision(trainer.precision)
+    return compile_model(build_cnn(model_cfg), trainer)
 
 
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,

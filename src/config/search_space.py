@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.config import Config, ConfigError, HyperParameter, HyperParameterType
+from src.config.schema import Config, ConfigError, HyperParameter, HyperParameterType
 
 # Keys the tuner itself controls; Hyperband also sets the epochs.
 HYPERBAND_EPOCHS_KEY = "trainer.epochs"

@@ -12,11 +12,23 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+
+from src.config.errors import ProjectError
 
 
-class ConfigError(ValueError):
+class ConfigError(ProjectError, ValueError):
     """A config value is outside what the project accepts."""
+
+
+# Keys that say how or where a run executes, not what it computes: a report never
+# counts them as hyperparameters, and a study may resume with other values of them.
+NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
+                       "data.dir", "tuner.overwrite", "tuner.workers",
+                       "data.train_images", "data.val_images", "data.test_images")
+
+
+def is_hyperparameter(key: str) -> bool:
+    return not any(key == name or key.startswith(name + ".") for name in NOT_HYPERPARAMETERS)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -138,7 +150,7 @@ class TrainerConfig:
 
 @dataclass
 class TrackingConfig:
-    # null = the embedded SQLite store under mlruns/ (see src/track.py)
+    # null = the embedded store: mlflow.db at the project root (src/tracking/store.py)
     uri: Optional[str] = None
     experiment: str = "cifar10"
     run_name: Optional[str] = None
@@ -202,7 +214,7 @@ class TunerConfig:
     seed: int = 42  # seeds the oracle; each trial's training uses the top-level seed
     overwrite: bool = False
     directory: str = "outputs/tuner"  # keras-tuner state, one folder per project_name
-    project_name: str = "study"
+    project_name: str = "${tracking.experiment}"  # keras-tuner state folder, also the study's MLflow tag
     final_fit: FinalFit = FinalFit.retrain
     # Parallel keras-tuner workers on this machine (>= 2: an oracle process plus N worker
     # processes, src/distributed.py); workers x trainer threads should match the cores.
@@ -241,16 +253,8 @@ class Config:
 
 
 def register() -> None:
+    """The schema of the whole config, and of the tuner group: a tuner file starts
+    from `base_tuner` and holds only its kind and budget."""
     store = ConfigStore.instance()
     store.store(name="schema", node=Config)
-
-
-def validate(cfg: DictConfig) -> Config:
-    """Run every range check (and the search space's); returns the typed config."""
-    typed = OmegaConf.to_object(cfg)
-    if typed.tuner is not None:
-        from src import search_space
-
-        search_space.check(typed.tuner.search_space, typed,
-                           hyperband=TunerKind(typed.tuner.kind) is TunerKind.hyperband)
-    return typed
+    store.store(group="tuner", name="base_tuner", node=TunerConfig)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import signal
@@ -38,9 +39,10 @@ from typing import Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from src import interrupt
-from src.config import Config, validate
-from src.track import PROJECT_ROOT
+from src.config import Config, ProjectError, validate
+from src.config.paths import PROJECT_ROOT
+from src.core import interrupt
+from src.jobs import tuner as tuner_module
 
 CHIEF = "chief"
 HOST = "127.0.0.1"
@@ -50,9 +52,10 @@ CHIEF_DONE_GRACE = 15  # workers still starting when the oracle has finished hav
 READY_SECONDS = 600  # a worker waits at most this long for the others before searching
 IDLE_SECONDS = 1.0  # a worker's pause when the oracle has no trial for it yet
 THREAD_KEYS = ("intra_op_threads", "inter_op_threads")
+log = logging.getLogger("src.jobs.study")
 
 
-class WorkerFailed(RuntimeError):
+class WorkerFailed(ProjectError):
     """The chief or a worker of a parallel study exited with an error."""
 
 
@@ -77,9 +80,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+RECORD_MARK = "\x1e"  # starts a line that carries one log record as JSON
+
+
+class RecordLines(logging.Formatter):
+    """In a chief or worker: each log record as one JSON line on stdout, which the
+    launcher turns back into a record (TensorFlow's own output stays plain text)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return RECORD_MARK + json.dumps({"name": record.name, "levelno": record.levelno,
+                                         "msg": record.getMessage()})
+
+
+def send_records_to_launcher() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(RecordLines())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("src").setLevel(logging.INFO)
+
+
 class Child:
-    """One chief or worker process. Its output goes to its log file; its
-    `[study]` lines (one per finished trial) are also printed here."""
+    """One chief or worker process. Its output goes to its log file; its log
+    records are also handled here, by this process's logging, as the role's."""
 
     def __init__(self, role: str, launch_file: Path, env: Dict[str, str], log_path: Path):
         self.role, self.log_path = role, log_path
@@ -87,7 +109,7 @@ class Child:
         self.log = log_path.open("a", encoding="utf-8")
         self.log.write(f"\n===== {role} started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         self.log.flush()
-        self.process = subprocess.Popen([sys.executable, "-m", "src.distributed", str(launch_file)],
+        self.process = subprocess.Popen([sys.executable, "-m", "src.jobs.workers", str(launch_file)],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, text=True, errors="replace")
         self.relay = threading.Thread(target=self._relay, name=f"relay-{role}", daemon=True)
@@ -95,11 +117,14 @@ class Child:
 
     def _relay(self) -> None:
         for line in self.process.stdout:
+            if line.startswith(RECORD_MARK):
+                fields = json.loads(line[len(RECORD_MARK):])
+                record = logging.makeLogRecord({**fields, "levelname": logging.getLevelName(fields["levelno"])})
+                logging.getLogger(fields["name"]).handle(record)
+                line = f"{record.levelname} {record.name}: {fields['msg']}\n"
             self.log.write(line)
             self.log.flush()
             self.tail.append(line.rstrip())
-            if line.startswith("[study]"):
-                print(line.replace("[study]", f"[study {self.role}]", 1), end="", flush=True)
 
     def failure(self, code: int) -> str:
         self.relay.join(timeout=5)  # read what it printed last
@@ -163,9 +188,10 @@ def close_orphan_trials(uri: str, experiment_id: str, parent_run_id: str) -> Non
     """Trial runs of stopped workers that could not end themselves (SIGKILL) end KILLED."""
     from mlflow import MlflowClient
 
+    from src.tracking.store import child_runs
+
     client = MlflowClient(uri)
-    for run in client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' "
-                                  "and attributes.status = 'RUNNING'"):
+    for run in child_runs(client, experiment_id, parent_run_id, status="RUNNING"):
         client.set_terminated(run.info.run_id, "KILLED")
 
 
@@ -173,11 +199,9 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
            uri: str, experiment_id: str, overrides: Optional[list] = None):
     """Run the study's search in a chief and `tuner.workers` worker processes; returns
     a tuner reloaded from the finished state (in this process, no oracle server)."""
-    from src import tune
-
     if cfg.tuner.overwrite:
         shutil.rmtree(directory, ignore_errors=True)
-    tune.save_state_config(cfg, directory)
+    tuner_module.save_state_config(cfg, directory)
     launch_dir, log_dir = directory / "launch", directory / "logs"
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
@@ -194,8 +218,8 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
     env.update(KERASTUNER_ORACLE_IP=HOST, KERASTUNER_ORACLE_PORT=str(port), PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])))
     threads = child_cfg.trainer.intra_op_threads or "all"
-    print(f"[study] oracle on {HOST}:{port}, workers {', '.join(workers)} ({threads} TensorFlow thread(s) "
-          f"each); their logs in {log_dir}", flush=True)
+    log.info("oracle on %s:%s, workers %s (%s TensorFlow thread(s) each); their logs in %s",
+             HOST, port, ", ".join(workers), threads, log_dir)
 
     children: Dict[str, Child] = {}
     finished = False
@@ -211,9 +235,9 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
             try:
                 close_orphan_trials(uri, experiment_id, parent_run_id)
             except Exception as err:  # never hide the error that stopped the study
-                print(f"[study] could not close the stopped workers' trial runs: {err}", file=sys.stderr)
+                log.error("could not close the stopped workers' trial runs: %s", err)
     final_cfg = dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, overwrite=False))
-    return tune.make_tuner(final_cfg, hypermodel, directory, study_tags)
+    return tuner_module.make_tuner(final_cfg, hypermodel, directory, study_tags)
 
 
 # ---- inside a chief or worker process: python -m src.distributed <launch.json> ----
@@ -255,6 +279,7 @@ def _pause_when_idle(client) -> None:
 
 
 def child_main(launch_file: str) -> None:
+    send_records_to_launcher()
     interrupt.install()
     launch = json.loads(Path(launch_file).read_text())
     _exit_with_launcher(launch["launcher_pid"])
@@ -264,21 +289,22 @@ def child_main(launch_file: str) -> None:
     import keras
     import mlflow
 
-    from src import data as data_module
-    from src import train, tune
+    from src.core import data as data_module
+    from src.core import train
 
     keras.utils.set_random_seed(cfg.seed)
     train.set_threads(cfg.trainer)
     directory = Path(launch["directory"])
     if role == CHIEF:  # serves the oracle until every worker has been told to stop
-        tuner = tune.make_tuner(cfg, tune.CifarHyperModel(cfg, None), directory, launch["study_tags"])
+        tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, None), directory,
+                                        launch["study_tags"])
         tuner.search(verbose=1)
         return
     splits = data_module.load(cfg.data, cfg.seed)
     mlflow.set_tracking_uri(launch["tracking_uri"])
     mlflow.set_experiment(experiment_id=launch["experiment_id"])
-    tuner = tune.make_tuner(cfg, tune.CifarHyperModel(cfg, splits), directory, launch["study_tags"],
-                            parent_run_id=launch["parent_run_id"])
+    tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, splits), directory,
+                                    launch["study_tags"], parent_run_id=launch["parent_run_id"])
     _pause_when_idle(tuner.oracle)
     _wait_for_workers(Path(launch_file).parent, role, launch["workers"])
     tuner.search(verbose=1)

@@ -1,6 +1,6 @@
 """Benchmark: the same multirun through the sequential and the parallel launcher.
 
-    python -m src.bench_sweep [--jobs 2] [--limit-train 50000] [--epochs 2] [--rounds 1] [--quick]
+    python -m src.bench sweep [--jobs 2] [--limit-train 50000] [--epochs 2] [--rounds 1] [--quick]
 
 Runs `python -m src.run -m ...` with `+launcher=basic` (one job after another,
 TensorFlow using every core) and `+launcher=joblib` (2 jobs at once, 1 thread
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from src.track import PROJECT_ROOT
+from src.config.paths import PROJECT_ROOT
 
 LAUNCHERS = ("basic", "joblib")
 

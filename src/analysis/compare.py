@@ -17,11 +17,6 @@ SUMMARY_METRICS = ["best_val_accuracy", "best_val_epoch", "val_accuracy", "val_l
                    "epochs_trained", "train_seconds"]
 
 
-def child_runs(client, experiment_id: str, parent_run_id: str) -> list:
-    return client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=10000, order_by=["attributes.start_time ASC"])
-
-
 def runs_frame(runs: Sequence, param_columns: Dict[str, str]) -> pd.DataFrame:
     """One row per run: name, status, the params in `param_columns` ({column: param key},
     parsed as numbers where they are), the summary metrics, duration, ids."""

@@ -1,6 +1,6 @@
 """Benchmark: the same small random search with 1 tuner worker and with 2.
 
-    python -m src.bench_tuner [--trials 6] [--limit-train 5000] [--epochs 2] [--quick]
+    python -m src.bench tuner [--trials 6] [--limit-train 5000] [--epochs 2] [--quick]
 
 Runs `python -m src.run +experiment=tune_random` twice into a throwaway MLflow
 store and tuner folder: `tuner.workers=1` (one process, TensorFlow using every
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from src.track import PROJECT_ROOT
+from src.config.paths import PROJECT_ROOT
 
 WORKERS = (1, 2)
 

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from src import interrupt
+from src.core import interrupt
 
 PARENT_FILE = "mlflow_sweep.json"
 JOB_STATUS_FILE = "job_status.json"
@@ -58,16 +58,16 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src import track
+        from src.tracking import runs, store
 
-        uri = track.resolve_uri(config.tracking.uri)
-        experiment_id = track.ensure_experiment(uri, config.tracking.experiment)
+        uri = store.resolve_uri(config.tracking.uri)
+        experiment_id = store.ensure_experiment(uri, config.tracking.experiment)
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         name = sweep_name(str(sweep_dir))
         overrides = list(config.hydra.overrides.task)
-        tags = {**track.git_commit(), "sweep": name, "sweep_dir": str(sweep_dir), "sweep_role": "parent",
-                "command": track.command_line(["-m", *overrides])}
+        tags = {**runs.git_commit(), "sweep": name, "sweep_dir": str(sweep_dir), "sweep_role": "parent",
+                "command": runs.command_line(["-m", *overrides])}
         run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {name}", tags=tags)
         self.parent = {"uri": uri, "run_id": run.info.run_id, "experiment_id": experiment_id,
                        "sweep_dir": str(sweep_dir)}
@@ -99,10 +99,11 @@ class SweepTracking(Callback):
             return
         from mlflow import MlflowClient
 
+        from src.tracking.store import child_runs
+
         parent, self.parent = self.parent, None
         client = MlflowClient(parent["uri"])
-        children = client.search_runs([parent["experiment_id"]],
-                                      f"tags.mlflow.parentRunId = '{parent['run_id']}'", max_results=10000)
+        children = child_runs(client, parent["experiment_id"], parent["run_id"])
         statuses = [child.info.status for child in children]
         outcomes = [json.loads(path.read_text()) for path in Path(parent["sweep_dir"]).glob(f"*/{JOB_STATUS_FILE}")]
         failed = [o for o in outcomes if o["status"] == "FAILED"]

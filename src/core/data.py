@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from src.config import DataConfig, Validation
+from src.config import DataConfig, ProjectError, Validation
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -27,7 +27,7 @@ CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
 KERAS_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-class DatasetError(RuntimeError):
+class DatasetError(ProjectError):
     """The dataset is missing, truncated or not in the expected layout."""
 
 

@@ -1,0 +1,1 @@
+"""Analysis of runs read back from MLflow: comparisons, statistics, reports."""

@@ -1,0 +1,1 @@
+"""Benchmarks, run through `python -m src.bench <name>`: they print their figures."""

@@ -1,0 +1,40 @@
+"""Config: the typed schema, the search space, and validation of a composed config.
+
+Everything here runs before TensorFlow is imported, so a bad value costs well
+under a second and never creates an MLflow run.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import search_space
+from src.config.errors import ProjectError
+from src.config.schema import (  # noqa: F401
+    Config,
+    ConfigError,
+    DataConfig,
+    FinalFit,
+    ModelConfig,
+    Optimizer,
+    Precision,
+    TrackingConfig,
+    TrainerConfig,
+    TunerConfig,
+    TunerKind,
+    Validation,
+    register,
+)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Run every range check (and the search space's); returns the typed config."""
+    typed = OmegaConf.to_object(cfg)
+    if typed.tuner is not None:
+        search_space.check(typed.tuner.search_space, typed,
+                           hyperband=TunerKind(typed.tuner.kind) is TunerKind.hyperband)
+    return typed
+
+
+__all__ = ["Config", "ConfigError", "DataConfig", "FinalFit", "ModelConfig", "Optimizer", "Precision",
+           "ProjectError", "TrackingConfig", "TrainerConfig", "TunerConfig", "TunerKind", "Validation",
+           "register", "search_space", "validate"]

@@ -1,0 +1,11 @@
+"""The one base class of the project's expected errors.
+
+Each is a bad value, a missing or damaged file, or a store that cannot be
+used: `src.run` reports any of them as one line naming what to change, where
+an unexpected exception keeps its traceback.
+"""
+from __future__ import annotations
+
+
+class ProjectError(RuntimeError):
+    """An expected failure, reported to the user as a one-line message."""

@@ -1,0 +1,1 @@
+"""The core steps: data -> model -> train -> evaluate. No MLflow here."""

@@ -1,0 +1,1 @@
+"""Jobs: one training run, a keras-tuner study, its workers, a Hydra multirun."""

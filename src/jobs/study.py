@@ -1,0 +1,154 @@
+"""keras-tuner studies: search on a held-out split, every trial a nested MLflow run.
+
+One parent MLflow run per study (tag `study=<tuner.project_name>`); each trial
+is a child run with its hyperparameters, per-epoch curves and a validation
+classification report. The winner is chosen on validation data only, then
+evaluated once on the test set. Re-running the same command resumes an
+interrupted study: keras-tuner reloads its state from
+`<tuner.directory>/<tuner.project_name>/`, finished trials are not run (or
+logged) again, and the same parent run is reopened.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import keras
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from src.analysis import compare
+from src.config import Config, FinalFit, TunerKind
+from src.core import data as data_module
+from src.core import evaluate, train
+from src.jobs.training import open_job
+from src.jobs.tuner import CifarHyperModel, check_resumable, make_tuner, save_state_config, state_dir
+from src.tracking import logged, store
+from src.tracking.runs import run_tags, tracked_run
+
+log = logging.getLogger(__name__)
+
+
+def find_study_run(client: MlflowClient, experiment_id: str, project: str) -> Optional[str]:
+    runs = client.search_runs([experiment_id], f"tags.study = '{project}' and tags.study_role = 'parent'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def whole_training_set(splits: data_module.Splits) -> data_module.Splits:
+    """Training plus validation images, for retraining the chosen configuration."""
+    return dataclasses.replace(splits, x_train=np.concatenate([splits.x_train, splits.x_val]),
+                               y_train=np.concatenate([splits.y_train, splits.y_val]))
+
+
+def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, best_trial, best_row,
+                splits: data_module.Splits):
+    """The winner, ready for its one test evaluation, and how it was obtained."""
+    if FinalFit(cfg.tuner.final_fit) is FinalFit.checkpoint:
+        return tuner.get_best_models(1)[0], {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
+                                             "final.train_images": splits.x_train.shape[0]}
+    best_cfg = hypermodel.trial_config(best_trial.hyperparameters)
+    epochs = int(best_row["best_val_epoch"])
+    model = train.prepare_model(best_cfg.model, best_cfg.trainer, seed=cfg.seed)
+    full = whole_training_set(splits)
+    train.fit(model, full, dataclasses.replace(best_cfg.trainer, epochs=epochs), validate=False)
+    return model, {"final.mode": "retrain", "final.trial_id": best_trial.trial_id, "final.epochs": epochs,
+                   "final.train_images": full.x_train.shape[0]}
+
+
+def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, best_trial_id: str):
+    """Leaderboard (MLflow table + CSV) and the comparison figures, from the child runs."""
+    objective = f"best_{cfg.tuner.objective}"
+    names = list(cfg.tuner.search_space)
+    columns = {name: f"hp.{name}" for name in names}
+    if TunerKind(cfg.tuner.kind) is TunerKind.hyperband:
+        columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
+    runs = store.child_runs(client, experiment_id, parent_id)
+    board = compare.leaderboard(compare.runs_frame(runs, columns), objective)
+    logged.replace_table(board, "leaderboard.json")
+    mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
+    mlflow.log_figure(compare.plot_objective_vs_params(board, names, objective),
+                      "figures/objective_vs_hyperparameters.png")
+    finished = [r for r in runs if r.info.run_id in set(board["run_id"]) and r.info.status == "FINISHED"]
+    best_name = board.loc[board["trial_id"] == best_trial_id, "run_name"]
+    mlflow.log_figure(compare.plot_curves(compare.metric_histories(client, finished),
+                                          highlight=best_name.iloc[0] if len(best_name) else ""),
+                      "figures/validation_curves.png")
+    return board
+
+
+def search_here(cfg: Config, hypermodel: CifarHyperModel, directory: Path, study_tags: Dict[str, str]):
+    """The search in this process, trials one after another; returns the tuner."""
+    tuner = make_tuner(cfg, hypermodel, directory, study_tags)
+    save_state_config(cfg, directory)
+    tuner.search(verbose=1)
+    return tuner
+
+
+def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
+              tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
+    directory = state_dir(cfg)
+    resuming = check_resumable(cfg, directory)
+    splits, uri, experiment_id = open_job(cfg)
+    client = MlflowClient(uri)
+    project = cfg.tuner.project_name
+    study_run_id = find_study_run(client, experiment_id, project) if resuming else None
+    study_tags = {"study": project, **{k: v for k, v in (tags or {}).items() if k.startswith("sweep")}}
+    parent_tags = run_tags({**cfg.tracking.tags, **(tags or {}), **study_tags, "study_role": "parent",
+                               "tuner": TunerKind(cfg.tuner.kind).value}, overrides)
+    keras.utils.set_random_seed(cfg.seed)
+    train.set_threads(cfg.trainer)
+    with tracked_run(cfg.tracking.run_name or f"study {project}", parent_tags, experiment_id=experiment_id,
+                     parent_run_id=parent_run_id, run_id=study_run_id) as run:
+        if study_run_id is None:
+            logged.log_run_inputs(cfg, splits, config_yaml, overrides)
+            mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(cfg.tuner), enum_to_str=True),
+                            "search_space.json")
+        hypermodel = CifarHyperModel(cfg, splits)
+        workers = f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else ""
+        log.info("%s: %s search%s, state in %s%s; MLflow run %s", project, TunerKind(cfg.tuner.kind).value,
+                 workers, directory, " (resumed)" if study_run_id else "", run.info.run_id)
+        if cfg.tuner.workers > 1:
+            from src.jobs import workers as parallel
+
+            tuner = parallel.search(cfg, hypermodel, directory, study_tags, run.info.run_id, uri,
+                                       experiment_id, overrides)
+        else:
+            tuner = search_here(cfg, hypermodel, directory, study_tags)
+
+        best_trial = tuner.oracle.get_best_trials(1)[0]
+        board = log_study_results(client, experiment_id, run.info.run_id, cfg, best_trial.trial_id)
+        best_row = board[board["trial_id"] == best_trial.trial_id].iloc[0]
+        mlflow.log_dict(best_trial.hyperparameters.values, "best_hyperparameters.json")
+        mlflow.log_params({f"best.{k}": v for k, v in best_trial.hyperparameters.values.items()})
+        statuses = board["status"].value_counts()
+        mlflow.log_metrics({f"best_{cfg.tuner.objective}": float(best_row[f"best_{cfg.tuner.objective}"]),
+                            "trials_finished": int(statuses.get("FINISHED", 0)),
+                            "trials_failed": int(statuses.get("FAILED", 0))})
+
+        model, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, splits)
+        mlflow.log_params(final)
+        result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
+        logged.log_evaluation(result, "test")
+        if cfg.tracking.log_model:
+            model_info = logged.log_keras_model(model, splits.x_test)
+            if cfg.tracking.register_best_as:
+                logged.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
+    log_leaderboard(board, cfg, result, run.info.run_id, experiment_id, final, uri)
+    return result.accuracy
+
+
+def log_leaderboard(board, cfg: Config, result, run_id: str, experiment_id: str, final: dict, uri: str) -> None:
+    objective = f"best_{cfg.tuner.objective}"
+    shown = ["trial_id", *[c for c in board.columns if c in cfg.tuner.search_space or c in ("epochs",)],
+             objective, "best_val_epoch", "status", "seconds"]
+    log.info("leaderboard (validation on a held-out split of the training set):\n%s\n\n"
+             "best trial %s (%s): test accuracy %.4f (test loss %.4f)\n"
+             "mlflow run      %s  (experiment '%s')\nopen the UI     %s\nthe run         %s",
+             board[shown].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+             final["final.trial_id"], final["final.mode"], result.accuracy, result.loss,
+             run_id, cfg.tracking.experiment, store.ui_command(uri), store.run_link(uri, experiment_id, run_id))

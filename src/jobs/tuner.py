@@ -1,0 +1,172 @@
+"""The keras-tuner side of a study: the hypermodel, a tuner whose every trial is a
+nested MLflow run, and the saved state a study resumes from."""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import keras_tuner
+import mlflow
+import psutil
+from omegaconf import OmegaConf
+
+from src.config import Config, ConfigError, TunerKind, search_space
+from src.config.schema import NOT_HYPERPARAMETERS
+from src.core import data as data_module
+from src.core import evaluate, interrupt, train
+from src.tracking import logged
+from src.tracking.runs import flatten, tracked_run
+
+log = logging.getLogger("src.jobs.study")  # trial lines belong to the study's log
+
+TUNER_CLASSES = {
+    TunerKind.hyperband: keras_tuner.Hyperband,
+    TunerKind.random: keras_tuner.RandomSearch,
+    TunerKind.bayesian: keras_tuner.BayesianOptimization,
+    TunerKind.grid: keras_tuner.GridSearch,
+}
+
+
+class CifarHyperModel(keras_tuner.HyperModel):
+    """The project's model and training, with the search space applied to the config."""
+
+    def __init__(self, base: Config, splits: data_module.Splits):
+        super().__init__(name="cifar10_cnn")
+        self.base, self.splits = base, splits
+
+    def trial_config(self, hp) -> Config:
+        return search_space.apply(self.base, search_space.declare(hp, self.base.tuner.search_space))
+
+    def build(self, hp):
+        cfg = self.trial_config(hp)
+        return train.prepare_model(cfg.model, cfg.trainer)
+
+    def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
+        """Train inside the trial's MLflow run; Hyperband passes its own epochs."""
+        cfg = self.trial_config(hp)
+        trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
+        trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
+        mlflow.log_params(flatten(dataclasses.asdict(trial_cfg)))
+        training = train.fit(model, self.splits, trainer, initial_epoch=initial_epoch,
+                             callbacks=[*(callbacks or []), logged.epoch_logger()])
+        logged.log_training(training, self.splits.validation)
+        result = evaluate.evaluate(model, self.splits.x_val, self.splits.y_val, self.splits.class_names)
+        logged.log_evaluation(result, "val", metrics=False)
+        return training.keras_history
+
+
+def trial_name(trial_id: str, values: Mapping) -> str:
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items() if "/" not in k]
+    if "tuner/epochs" in values:
+        parts.append(f"epochs={values['tuner/initial_epoch']}-{values['tuner/epochs']}")
+    return f"trial {trial_id} " + " ".join(parts)
+
+
+class TrackedTrials:
+    """Tuner mixin: each trial runs inside its own nested MLflow run: under the
+    active (study) run, or in a worker process under `parent_run_id`."""
+
+    study_tags: Dict[str, str] = {}
+    parent_run_id: Optional[str] = None
+
+    def run_trial(self, trial, *args, **kwargs):
+        interrupt.check()
+        values = dict(trial.hyperparameters.values)
+        tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id,
+                "tuner_worker": self.tuner_id}
+        started = time.perf_counter()
+        with tracked_run(trial_name(trial.trial_id, values), tags, nested=True,
+                         parent_run_id=self.parent_run_id):
+            mlflow.log_params({f"hp.{key}": value for key, value in values.items()})
+            histories = super().run_trial(trial, *args, **kwargs)
+            objective = self.oracle.objective.name
+            pick = min if self.oracle.objective.direction == "min" else max
+            score = statistics.fmean(pick(h.history[objective]) for h in histories)
+            gc.collect()
+            interrupt.check()
+            mlflow.log_metrics({f"best_{objective}": score, "trial_seconds": time.perf_counter() - started,
+                                "process_rss_mb": psutil.Process().memory_info().rss / 2**20})
+            # A trial finished in MLflow must also be saved by keras-tuner, or a resume
+            # runs it again: hold signals until on_trial_end has saved it.
+            interrupt.defer()
+        who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
+        log.info("[%s] %s -> %s %.4f (%.0f s)", who, trial_name(trial.trial_id, values), objective, score,
+                 time.perf_counter() - started)
+        return histories
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)
+        finally:
+            interrupt.undefer()
+
+
+def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
+               parent_run_id: Optional[str] = None):
+    """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
+    kind = TunerKind(cfg.tuner.kind)
+    base = TUNER_CLASSES[kind]
+    tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base),
+                       {"study_tags": tags, "parent_run_id": parent_run_id})
+    common = dict(hypermodel=hypermodel, objective=cfg.tuner.objective, seed=cfg.tuner.seed,
+                  executions_per_trial=cfg.tuner.executions_per_trial, overwrite=cfg.tuner.overwrite,
+                  directory=str(directory.parent), project_name=directory.name)
+    if kind is TunerKind.hyperband:
+        tuner = tuner_class(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
+                            hyperband_iterations=cfg.tuner.hyperband_iterations, **common)
+    else:
+        tuner = tuner_class(max_trials=cfg.tuner.max_trials, **common)
+    oracle = tuner.oracle
+    # keras-tuner reloads the oracle only if `<tuner id>.json` exists: state written under
+    # another id (tuner0 alone, or the chief and workers of a parallel study) is reloaded here.
+    if (isinstance(oracle, keras_tuner.Oracle) and not cfg.tuner.overwrite and not oracle.trials
+            and (directory / "oracle.json").is_file()):
+        oracle.reload()
+    return tuner
+
+
+def save_state_config(cfg: Config, directory: Path) -> None:
+    """The config beside the tuner state, which a resume is checked against."""
+    directory.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(_comparable(cfg)), directory / "study_config.yaml")
+
+
+def state_dir(cfg: Config) -> Path:
+    return Path(cfg.tuner.directory).expanduser().resolve() / cfg.tuner.project_name
+
+
+def _comparable(cfg: Config) -> dict:
+    """The config as saved beside the tuner state, less what a resume may change."""
+    config = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    for key in NOT_HYPERPARAMETERS:
+        *parents, leaf = key.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(leaf, None)
+    return config
+
+
+def check_resumable(cfg: Config, directory: Path) -> bool:
+    """True if a study is to be resumed; refuses state written by another config."""
+    saved = directory / "study_config.yaml"
+    if cfg.tuner.overwrite or not (directory / "oracle.json").is_file():
+        return False
+    if saved.is_file():
+        before, now = OmegaConf.to_container(OmegaConf.load(saved)), _comparable(cfg)
+        if before != now:
+            changed = sorted(k for k in set(flatten(before)) | set(flatten(now))
+                             if flatten(before).get(k) != flatten(now).get(k))
+            raise ConfigError(
+                f"tuner.project_name={cfg.tuner.project_name!r} has saved state in {directory} from a different "
+                f"config (differs in {', '.join(changed)}): pass tuner.overwrite=true to start afresh, "
+                "or pick another tuner.project_name")
+    return True
+
+

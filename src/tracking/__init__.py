@@ -1,0 +1,1 @@
+"""Tracking: the MLflow store, run lifecycle, and what each run logs."""

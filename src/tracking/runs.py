@@ -1,0 +1,113 @@
+"""Run lifecycle: a run that always ends, what identifies it (tags, command,
+commit), and the time it spends in MLflow."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Mapping, Optional
+
+import mlflow
+
+from src.config.paths import PROJECT_ROOT
+from src.core import interrupt
+
+MAX_PARAM_LENGTH = 6000
+
+
+class Stopwatch:
+    """Seconds spent inside `with stopwatch:` blocks, summed (re-entrant)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._depth = 0
+        self._started = 0.0
+
+    def __enter__(self):
+        if self._depth == 0:
+            self._started = time.perf_counter()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._started
+
+
+_mlflow_clocks: Dict[str, Stopwatch] = {}
+
+
+def mlflow_clock() -> Stopwatch:
+    """The active run's time in MLflow calls (and drawing the figures it logs):
+    one per run, so that the jobs of a sweep sharing a process never mix."""
+    run = mlflow.active_run()
+    return _mlflow_clocks.setdefault(run.info.run_id if run else "", Stopwatch())
+
+
+@contextmanager
+def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
+                nested: bool = False, experiment_id: Optional[str] = None,
+                parent_run_id: Optional[str] = None, run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
+    """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
+    With `run_id`, an existing run is reopened (a resumed study)."""
+    if run_id:
+        run = mlflow.start_run(run_id=run_id, nested=nested)
+        mlflow.set_tags(dict(tags or {}))
+    else:
+        run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested,
+                               experiment_id=experiment_id, parent_run_id=parent_run_id)
+    try:
+        yield run
+        interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
+        mlflow.flush_async_logging()
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
+    """Nested config -> {'model.filters': '[32, 64, 128]', ...}."""
+    flat: Dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value.value if hasattr(value, "value") else value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def git_commit() -> Dict[str, str]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if not commit:
+        return {}
+    return {"mlflow.source.git.commit": commit, "git_commit": commit, "git_dirty": str(dirty).lower()}
+
+
+def command_line(overrides: Optional[list] = None) -> str:
+    """The command that reproduces this job: the launch command for a single
+    run, the job's own overrides for a job of a multirun."""
+    args = list(overrides) if overrides is not None else sys.argv[1:]
+    return " ".join(["python", "-m", "src.run", *(shlex.quote(a) for a in args)])
+
+
+def run_tags(extra: Optional[Mapping[str, str]] = None, overrides: Optional[list] = None) -> Dict[str, str]:
+    tags = {**git_commit(), "command": command_line(overrides),
+            "launch_command": " ".join(shlex.quote(a) for a in ["python", "-m", "src.run", *sys.argv[1:]])}
+    tags.update({k: str(v) for k, v in (extra or {}).items()})
+    return tags
+
