@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pickle
+import re
+import sqlite3
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from src.config import DataConfig, Validation
 from src.core import data
 
-from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, write_batch
+from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, run_cli, write_batch
 
 
 def test_reads_shapes_dtypes_and_file_order(synthetic_cifar):
@@ -113,3 +115,50 @@ def test_real_dataset_matches_the_published_layout():
     assert np.bincount(raw.y_train).tolist() == [5000] * 10
     assert raw.class_names == CLASS_NAMES
     assert raw.lossy  # the offline rebuild is JPEG-derived
+
+
+class _CreatesFile:
+    """Unpickling this calls open(path, "w"): the marker shows whether anything in the file ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def write_hostile_batch(root, marker):
+    with (root / "test_batch").open("wb") as handle:
+        pickle.dump({b"data": _CreatesFile(marker), b"labels": []}, handle)
+
+
+def test_hostile_pickle_is_refused_without_running(synthetic_cifar, tmp_path):
+    marker = tmp_path / "pwned"
+    write_hostile_batch(synthetic_cifar, marker)
+    with pytest.raises(data.DatasetError,
+                       match=re.escape(f"refusing to load {synthetic_cifar / 'test_batch'}: it asks for io.open, ")):
+        data.load_cifar_dir(synthetic_cifar)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("module, name", [("builtins", "eval"), ("os", "system"), ("numpy", "load"),
+                                          ("numpy.core.multiarray", "scalar")])
+def test_only_array_globals_resolve(tmp_path, module, name):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(b"\x80\x02c" + f"{module}\n{name}\n".encode() + b"q\x00.")  # protocol 2: GLOBAL only
+    with pytest.raises(data.DatasetError, match=re.escape(f"data_batch_1: it asks for {module}.{name}, ")):
+        data.read_batch(path)
+
+
+def test_cli_refuses_a_hostile_batch(synthetic_cifar, tmp_path):
+    marker = tmp_path / "pwned"
+    write_hostile_batch(synthetic_cifar, marker)
+    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                     "trainer.epochs=1")
+    assert result.returncode != 0, result.stdout[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert lines and "refusing to load" in lines[-1] and "io.open" in lines[-1], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert not marker.exists()
+    store = tmp_path / "mlflow.db"  # refused before any run exists
+    assert not store.exists() or sqlite3.connect(store).execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)

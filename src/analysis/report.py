@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from src.analysis import compare, stats
+from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 from src.config.schema import is_hyperparameter
-from src.tracking.store import child_runs, resolve_uri
+from src.tracking.store import check_sqlite_store, child_runs, resolve_uri, sqlite_path
 
 FIGURES = ["figures/learning_curves.png", "figures/test_confusion_matrix.png",
            "figures/test_confusion_matrix_normalized.png"]
@@ -40,25 +41,34 @@ class Selection:
     kind: str  # "experiment", "study", "sweep"
 
 
-def select(client, selector: str) -> Selection:
-    """A parent run id, a study, a sweep, or an experiment name -> the runs to compare."""
+SELECTOR_KINDS = ("study", "sweep", "run", "experiment")
+
+
+def select(client, selector: str, kind: Optional[str] = None) -> Selection:
+    """A study, a sweep, a parent run id or an experiment name -> the runs to compare.
+    Without `kind`, the first of these that matches."""
     experiments = client.search_experiments()
     ids = [e.experiment_id for e in experiments]
-    for key, kind in (("study", "study"), ("sweep", "sweep")):
+    for key in ("study", "sweep"):
+        if kind not in (None, key):
+            continue
         parents = client.search_runs(ids, f"tags.{key} = '{selector}' and tags.{key}_role = 'parent'",
                                      order_by=["attributes.start_time DESC"])
         if parents:
-            return _from_parent(client, parents[0], selector, selector, kind)
-    try:
-        run = client.get_run(selector)
-    except Exception:  # noqa: BLE001 - not a run id
-        run = None
+            return _from_parent(client, parents[0], selector, selector, key)
+    run = None
+    if kind in (None, "run"):
+        try:
+            run = client.get_run(selector)
+        except Exception:  # noqa: BLE001 - not a run id
+            run = None
     if run is not None:
-        kind = "study" if run.data.tags.get("study_role") == "parent" else "sweep"
-        return _from_parent(client, run, selector, run.info.run_name.replace(" ", "_"), kind)
-    experiment = client.get_experiment_by_name(selector)
+        found = "study" if run.data.tags.get("study_role") == "parent" else "sweep"
+        return _from_parent(client, run, selector, run.info.run_name.replace(" ", "_"), found)
+    experiment = client.get_experiment_by_name(selector) if kind in (None, "experiment") else None
     if experiment is None:
-        raise SystemExit(f"{selector!r} is neither a study, a sweep, a run id nor an experiment in this store; "
+        what = f"a {kind}" if kind else "a study, a sweep, a run id or an experiment"
+        raise SystemExit(f"error: {selector!r} is not {what} in this store; "
                          f"experiments: {', '.join(sorted(e.name for e in experiments))}")
     runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time ASC"], max_results=10000)
@@ -318,18 +328,47 @@ def best_run_section(client, selection: Selection, out_dir: Path) -> List[str]:
 
 
 def main(argv: Optional[list] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("selector", help="an experiment name, a study, a sweep, or a parent run id")
+    parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
+    parser.add_argument("selector", nargs="?", help="a study, a sweep, a parent run id or an experiment name "
+                        "(the first that matches)")
+    for kind in SELECTOR_KINDS:
+        parser.add_argument(f"--{kind}", help=f"report this {kind}" + (" id" if kind == "run" else ""))
     parser.add_argument("--out", help="output folder (default experiments/<name>)")
     parser.add_argument("--title", help="the report's heading")
     parser.add_argument("--baseline", default="baseline", help="experiment holding the baseline runs")
-    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else mlruns/mlflow.db")
+    parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
+    parser.add_argument("--reconcile", action="store_true",
+                        help="close RUNNING runs whose process is gone, or whose heartbeat is older than "
+                             "--stale-after on any host, then stop (unless a selector is given)")
+    parser.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
+                        help="with --reconcile: heartbeat age that counts as dead on any host (default 600)")
     args = parser.parse_args(argv)
+    chosen = [(kind, getattr(args, kind)) for kind in SELECTOR_KINDS if getattr(args, kind)]
+    if len(chosen) + bool(args.selector) > 1:
+        parser.error("give one selector: a positional one or one of --study, --sweep, --run, --experiment")
+    if not chosen and not args.selector and not args.reconcile:
+        parser.error("nothing to report: give a selector (or --reconcile)")
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(resolve_uri(args.tracking_uri))
-    selection = select(client, args.selector)
+    from src.tracking import reconcile
+
+    uri = resolve_uri(args.tracking_uri)
+    path = sqlite_path(uri)
+    try:
+        if path is not None:
+            check_sqlite_store(path)
+    except ProjectError as err:
+        raise SystemExit(f"error: {err}") from None
+    client = MlflowClient(uri)
+    closed = reconcile.close_orphans(client)
+    if args.reconcile:
+        closed += reconcile.close_stale(client, args.stale_after)
+        print(f"closed {len(closed)} run(s) whose process is gone: {', '.join(closed) or '-'}")
+        if not chosen and not args.selector:
+            return
+    kind, selector = chosen[0] if chosen else (None, args.selector)
+    selection = select(client, selector, kind)
     out_dir = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / selection.name
     print(f"wrote {write_report(client, selection, out_dir, args.baseline, args.title)}")
 

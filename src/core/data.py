@@ -65,10 +65,40 @@ def _expected_layout(root: Path) -> str:
     return f"{root}/{{{', '.join(TRAIN_FILES + [TEST_FILE, META_FILE])}}} (the CIFAR-10 'python version')"
 
 
+# Unpickling calls whatever global a file names, so a crafted file in data.dir
+# would run code: resolve only what rebuilding the batches' numpy arrays needs
+# (both numpy module paths: files saved under numpy 1 and 2), refuse the rest.
+_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    # Python 3 writes bytes in protocol 2 as _codecs.encode(text, "latin1"); allow only that.
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    def __init__(self, handle, path: Path):
+        super().__init__(handle, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1
+        allowed = ", ".join(sorted(f"{m}.{n}" for m, n in _ARRAY_GLOBALS))
+        raise DatasetError(f"refusing to load {self.path}: it asks for {module}.{name}, and a CIFAR-10 batch "
+                           f"may only reference numpy arrays ({allowed}) and latin-1 bytes (_codecs.encode); "
+                           "the file is not executed")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
-            return pickle.load(handle, encoding="bytes")
+            return _ArrayOnlyUnpickler(handle, path).load()
     except FileNotFoundError:
         raise DatasetError(f"missing dataset file {path}") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,

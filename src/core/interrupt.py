@@ -7,8 +7,9 @@ also remembered, and training checks for it after every batch.
 """
 from __future__ import annotations
 
+import os
 import signal
-from typing import Optional
+from typing import Dict, Optional
 
 _received: Optional[int] = None
 _deferred = False
@@ -34,6 +35,24 @@ def check() -> None:
     """Raise again if a signal arrived and its first KeyboardInterrupt was lost."""
     if _received is not None and not _deferred:
         raise KeyboardInterrupt(f"received signal {_received}")
+
+
+_failpoint_hits: Dict[str, int] = {}
+
+
+def failpoint(name: str) -> None:
+    """A test hook for hard kills at exact moments: with CIFAR_FAILPOINT=<name>[:<n>]
+    in the environment, the n-th time (default the first) this process passes
+    `name`, it kills itself with SIGKILL, as the out-of-memory killer would.
+    Without the variable it does nothing."""
+    spec = os.environ.get("CIFAR_FAILPOINT")
+    if not spec:
+        return
+    wanted, _, count = spec.partition(":")
+    if wanted == name:
+        _failpoint_hits[name] = _failpoint_hits.get(name, 0) + 1
+        if _failpoint_hits[name] >= int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def defer() -> None:

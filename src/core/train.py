@@ -42,6 +42,7 @@ class InterruptCheck(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         interrupt.check()
+        interrupt.failpoint("train_batch")
 
     def on_test_batch_end(self, batch, logs=None):
         interrupt.check()

@@ -58,20 +58,22 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow import MlflowClient
 
-        from src.tracking import runs, store
+        from src.tracking import reconcile, runs, store
 
         uri = store.resolve_uri(config.tracking.uri)
         experiment_id = store.ensure_experiment(uri, config.tracking.experiment)
+        reconcile.close_orphans(MlflowClient(uri))
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         name = sweep_name(str(sweep_dir))
         overrides = list(config.hydra.overrides.task)
-        tags = {**runs.git_commit(), "sweep": name, "sweep_dir": str(sweep_dir), "sweep_role": "parent",
-                "command": runs.command_line(["-m", *overrides])}
+        tags = {**runs.git_commit(), **runs.process_tags(), "sweep": name, "sweep_dir": str(sweep_dir),
+                "sweep_role": "parent", "command": runs.command_line(["-m", *overrides])}
         run = MlflowClient(uri).create_run(experiment_id, run_name=f"sweep {name}", tags=tags)
         self.parent = {"uri": uri, "run_id": run.info.run_id, "experiment_id": experiment_id,
                        "sweep_dir": str(sweep_dir)}
         (sweep_dir / PARENT_FILE).write_text(json.dumps(self.parent, indent=2))
+        runs.HEARTBEAT.add(run.info.run_id)  # the launcher's sign of life while its jobs run
         atexit.register(self.close)
         interrupt.install()
         log.info("MLflow sweep run %s (experiment '%s'), tag sweep=%s", run.info.run_id,
@@ -99,9 +101,11 @@ class SweepTracking(Callback):
             return
         from mlflow import MlflowClient
 
+        from src.tracking.runs import HEARTBEAT
         from src.tracking.store import child_runs
 
         parent, self.parent = self.parent, None
+        HEARTBEAT.remove(parent["run_id"])
         client = MlflowClient(parent["uri"])
         children = child_runs(client, parent["experiment_id"], parent["run_id"])
         statuses = [child.info.status for child in children]

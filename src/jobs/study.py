@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from src.analysis import compare
 from src.config import Config, FinalFit, TunerKind
 from src.core import data as data_module
-from src.core import evaluate, train
+from src.core import evaluate, interrupt, train
 from src.jobs.training import open_job
 from src.jobs.tuner import CifarHyperModel, check_resumable, make_tuner, save_state_config, state_dir
 from src.tracking import logged, store
@@ -48,6 +48,7 @@ def whole_training_set(splits: data_module.Splits) -> data_module.Splits:
 def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, best_trial, best_row,
                 splits: data_module.Splits):
     """The winner, ready for its one test evaluation, and how it was obtained."""
+    interrupt.failpoint("final_stage")
     if FinalFit(cfg.tuner.final_fit) is FinalFit.checkpoint:
         return tuner.get_best_models(1)[0], {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
                                              "final.train_images": splits.x_train.shape[0]}
@@ -124,14 +125,14 @@ def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
         board = log_study_results(client, experiment_id, run.info.run_id, cfg, best_trial.trial_id)
         best_row = board[board["trial_id"] == best_trial.trial_id].iloc[0]
         mlflow.log_dict(best_trial.hyperparameters.values, "best_hyperparameters.json")
-        mlflow.log_params({f"best.{k}": v for k, v in best_trial.hyperparameters.values.items()})
+        logged.log_params_once({f"best.{k}": v for k, v in best_trial.hyperparameters.values.items()})
         statuses = board["status"].value_counts()
         mlflow.log_metrics({f"best_{cfg.tuner.objective}": float(best_row[f"best_{cfg.tuner.objective}"]),
                             "trials_finished": int(statuses.get("FINISHED", 0)),
                             "trials_failed": int(statuses.get("FAILED", 0))})
 
         model, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, splits)
-        mlflow.log_params(final)
+        logged.log_params_once(final)
         result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
         logged.log_evaluation(result, "test")
         if cfg.tracking.log_model:

@@ -5,10 +5,12 @@ import logging
 import time
 from typing import Mapping, Optional
 
+from mlflow import MlflowClient
+
 from src.config import Config
 from src.core import data as data_module
 from src.core import evaluate, train
-from src.tracking import logged, store
+from src.tracking import logged, reconcile, store
 from src.tracking.runs import run_tags, tracked_run
 
 log = logging.getLogger(__name__)
@@ -21,10 +23,12 @@ def describe(cfg: Config) -> str:
 
 
 def open_job(cfg: Config):
-    """What every job needs before its run exists: the data (checked first) and the store."""
+    """What every job needs before its run exists: the data (checked first) and the
+    store, with the runs of processes that died on this host closed first."""
     splits = data_module.load(cfg.data, cfg.seed)
     uri = store.resolve_uri(cfg.tracking.uri)
     experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
+    reconcile.close_orphans(MlflowClient(uri))
     return splits, uri, experiment_id
 
 

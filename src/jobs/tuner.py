@@ -22,6 +22,7 @@ from src.core import data as data_module
 from src.core import evaluate, interrupt, train
 from src.tracking import logged
 from src.tracking.runs import flatten, tracked_run
+from src.tracking.store import child_runs
 
 log = logging.getLogger("src.jobs.study")  # trial lines belong to the study's log
 
@@ -75,9 +76,29 @@ class TrackedTrials:
     study_tags: Dict[str, str] = {}
     parent_run_id: Optional[str] = None
 
+    def finished_in_mlflow(self, trial_id: str):
+        """This trial's FINISHED child run, if a killed process ended it in MLflow but died
+        before keras-tuner saved the trial (which then runs it again on resume)."""
+        parent = self.parent_run_id or mlflow.active_run().info.run_id
+        client = mlflow.MlflowClient()
+        experiment_id = client.get_run(parent).info.experiment_id
+        done = [run for run in child_runs(client, experiment_id, parent, status="FINISHED")
+                if run.data.tags.get("trial_id") == trial_id and run.data.tags.get("study_role") == "trial"]
+        return done[-1] if done else None
+
     def run_trial(self, trial, *args, **kwargs):
         interrupt.check()
         values = dict(trial.hyperparameters.values)
+        objective = self.oracle.objective.name
+        done = self.finished_in_mlflow(trial.trial_id)
+        if done is not None and f"best_{objective}" in done.data.metrics:
+            # Its training, checkpoint and MLflow record are complete: report the same
+            # result instead of training it again, so it stays FINISHED exactly once.
+            score = done.data.metrics[f"best_{objective}"]
+            log.info("[study] %s already finished in MLflow (run %s): reusing %s %.4f",
+                     trial_name(trial.trial_id, values), done.info.run_id, objective, score)
+            interrupt.defer()
+            return {objective: score}
         tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id,
                 "tuner_worker": self.tuner_id}
         started = time.perf_counter()
@@ -85,7 +106,6 @@ class TrackedTrials:
                          parent_run_id=self.parent_run_id):
             mlflow.log_params({f"hp.{key}": value for key, value in values.items()})
             histories = super().run_trial(trial, *args, **kwargs)
-            objective = self.oracle.objective.name
             pick = min if self.oracle.objective.direction == "min" else max
             score = statistics.fmean(pick(h.history[objective]) for h in histories)
             gc.collect()
@@ -93,8 +113,10 @@ class TrackedTrials:
             mlflow.log_metrics({f"best_{objective}": score, "trial_seconds": time.perf_counter() - started,
                                 "process_rss_mb": psutil.Process().memory_info().rss / 2**20})
             # A trial finished in MLflow must also be saved by keras-tuner, or a resume
-            # runs it again: hold signals until on_trial_end has saved it.
+            # runs it again: hold signals until on_trial_end has saved it (a SIGKILL
+            # cannot be held: finished_in_mlflow covers that on resume).
             interrupt.defer()
+        interrupt.failpoint("trial_finished_in_mlflow")
         who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
         log.info("[%s] %s -> %s %.4f (%.0f s)", who, trial_name(trial.trial_id, values), objective, score,
                  time.perf_counter() - started)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from src.config import Config
 from src.core import evaluate
 from src.core.data import Splits
-from src.tracking.runs import flatten, mlflow_clock
+from src.tracking.runs import HEARTBEAT, flatten, mlflow_clock
 
 
 def timed(function):
@@ -129,8 +129,24 @@ def epoch_logger():
                 with mlflow_clock():
                     mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1,
                                        synchronous=False)
+                    HEARTBEAT.beat()
 
     return MlflowEpochLogger()
+
+
+def log_params_once(params: Mapping[str, object]) -> None:
+    """Log params on the active run; a resumed run may already hold some of them.
+    MLflow refuses to change a param ("Changing param values is not allowed"),
+    so a value that differs from the recorded one (a study killed after logging
+    its winner, resumed to another) goes into a tag of the same name instead."""
+    run = mlflow.get_run(mlflow.active_run().info.run_id)
+    recorded = run.data.params
+    new = {k: str(v)[:6000] for k, v in params.items() if k not in recorded}
+    changed = {k: str(v) for k, v in params.items() if k in recorded and recorded[k] != str(v)[:6000]}
+    if new:
+        mlflow.log_params(new)
+    if changed:
+        mlflow.set_tags(changed)
 
 
 @timed

@@ -2,19 +2,25 @@
 commit), and the time it spends in MLflow."""
 from __future__ import annotations
 
+import logging
 import shlex
+import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Mapping, Optional
 
 import mlflow
+import psutil
 
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
 
 MAX_PARAM_LENGTH = 6000
+HEARTBEAT_SECONDS = 30.0
+log = logging.getLogger(__name__)
 
 
 class Stopwatch:
@@ -47,18 +53,69 @@ def mlflow_clock() -> Stopwatch:
     return _mlflow_clocks.setdefault(run.info.run_id if run else "", Stopwatch())
 
 
+def process_tags() -> Dict[str, str]:
+    """Who runs this run: a later command uses these to tell whether its process is
+    gone (the pid alone could have been reused; the start time pins it down)."""
+    process = psutil.Process()
+    return {"host": socket.gethostname(), "pid": str(process.pid),
+            "process_start": f"{process.create_time():.3f}", "heartbeat": f"{time.time():.0f}"}
+
+
+class Heartbeat:
+    """Keeps the tag `heartbeat` (epoch seconds) fresh on every run this process
+    has open, every HEARTBEAT_SECONDS from a daemon thread and at each epoch
+    (`beat()`), because MLflow keeps no sign of life of its own: a run whose
+    process was killed with SIGKILL stays RUNNING forever (src/tracking/reconcile.py)."""
+
+    def __init__(self) -> None:
+        self._runs: Dict[str, Any] = {}  # run id -> MlflowClient of its store
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._wake = threading.Event()
+
+    def add(self, run_id: str) -> None:
+        with self._lock:
+            self._runs[run_id] = mlflow.MlflowClient(mlflow.get_tracking_uri())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="mlflow-heartbeat", daemon=True)
+                self._thread.start()
+
+    def remove(self, run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(run_id, None)
+
+    def beat(self) -> None:
+        with self._lock:
+            runs = list(self._runs.items())
+        now = f"{time.time():.0f}"
+        for run_id, client in runs:
+            try:
+                client.set_tag(run_id, "heartbeat", now, synchronous=False)
+            except Exception as err:  # noqa: BLE001 - a missed beat is harmless; the next one comes
+                log.debug("heartbeat of run %s failed: %s", run_id, err)
+
+    def _loop(self) -> None:
+        while not self._wake.wait(HEARTBEAT_SECONDS):
+            self.beat()
+
+
+HEARTBEAT = Heartbeat()
+
+
 @contextmanager
 def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                 nested: bool = False, experiment_id: Optional[str] = None,
                 parent_run_id: Optional[str] = None, run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
     With `run_id`, an existing run is reopened (a resumed study)."""
+    all_tags = {**dict(tags or {}), **process_tags()}
     if run_id:
         run = mlflow.start_run(run_id=run_id, nested=nested)
-        mlflow.set_tags(dict(tags or {}))
+        mlflow.set_tags(all_tags)
     else:
-        run = mlflow.start_run(run_name=run_name, tags=dict(tags or {}), nested=nested,
+        run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested,
                                experiment_id=experiment_id, parent_run_id=parent_run_id)
+    HEARTBEAT.add(run.info.run_id)
     try:
         yield run
         interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
@@ -69,6 +126,8 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     except BaseException:
         mlflow.end_run("FAILED")
         raise
+    finally:
+        HEARTBEAT.remove(run.info.run_id)
     mlflow.end_run("FINISHED")
 
 

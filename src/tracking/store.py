@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import sqlite3
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +25,11 @@ from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 
 EMBEDDED_DB = PROJECT_ROOT / "mlflow.db"
+# How long another process may hold the store locked before we give up: the same
+# 5 s that MLflow's own SQLite connections wait (pysqlite's default timeout).
+LOCK_TIMEOUT_S = 5.0
+# Tables every MLflow store has; a database with other tables but not these is not MLflow's.
+MLFLOW_TABLES = {"alembic_version", "experiments", "runs"}
 
 
 class TrackingError(ProjectError):
@@ -81,6 +88,65 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                             "start the server or point tracking.uri elsewhere") from None
 
 
+def check_sqlite_store(path: Path, timeout: Optional[float] = None) -> None:
+    """Refuse a SQLite file that MLflow cannot use, before MLflow opens it.
+
+    Left to MLflow, a foreign database gets MLflow's tables added to it, a store
+    from an unknown MLflow gets a misleading "run mlflow db upgrade", and the
+    rest end in a SQLAlchemy traceback. This only reads the file (mode=ro), so
+    it never changes it. A missing or empty file is a new store: MLflow creates it.
+    """
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+    elsewhere = "point tracking.uri at another file (tracking.uri=sqlite:///<new file>)"
+
+    def refuse(problem: str, todo: str) -> TrackingError:
+        return TrackingError(f"tracking store {path} {problem}; it was left unchanged: {todo}")
+
+    if not path.exists():
+        if not _writable(path.parent):
+            raise refuse("cannot be created: its directory is not writable", f"make it writable, or {elsewhere}")
+        return
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)) as db:
+            tables = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            row = db.execute("SELECT version_num FROM alembic_version").fetchone() if MLFLOW_TABLES <= tables else None
+    except sqlite3.Error as err:
+        code = getattr(err, "sqlite_errorname", "")
+        if code.startswith("SQLITE_BUSY"):
+            raise refuse(f"is locked by another process (still locked after {timeout:g} s)",
+                         "wait for that process to finish, or stop it, then run again") from None
+        if code != "SQLITE_READONLY_ROLLBACK":
+            raise refuse(f"is not a usable SQLite database ({err})", f"move it aside, or {elsewhere}") from None
+        # A hot journal: a writer crashed mid-commit. Reading it needs SQLite's own
+        # rollback to the last commit, which MLflow's connection does; not damage.
+        tables, row = MLFLOW_TABLES, None
+    if tables and not MLFLOW_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise refuse(f"is an SQLite database but not an MLflow store (its tables: {shown})", elsewhere)
+    if row and row[0] not in _known_schema_revisions():
+        raise refuse(f"has MLflow schema revision {row[0]}, which MLflow {mlflow.__version__} does not know "
+                     "(written by a newer MLflow?)", f"use the MLflow version that wrote it, or {elsewhere}")
+    # SQLite writes a journal beside the file, so the directory must be writable too.
+    if not (_writable(path) and _writable(path.parent)):
+        raise refuse("is read-only (the file or its directory cannot be written)",
+                     f"make both writable, or {elsewhere}")
+
+
+def _writable(path: Path) -> bool:
+    """As the process's effective user (what the file system checks on write). Root
+    passes unless the file system is read-only or the file immutable."""
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _known_schema_revisions() -> set:
+    """Every schema revision this MLflow can migrate from (its Alembic scripts)."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    return {script.revision for script in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()}
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment if needed; returns the experiment id.
 
@@ -89,18 +155,33 @@ def ensure_experiment(uri: str, name: str) -> str:
     """
     path = sqlite_path(uri)
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
         try:
-            mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
-        except MlflowException:
-            pass  # created meanwhile by another process
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TrackingError(f"tracking store {path} cannot be created ({err}); "
+                                "point tracking.uri at another file") from None
+        check_sqlite_store(path)
+    check_reachable(uri)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        mlflow.set_tracking_uri(uri)
         experiment = mlflow.get_experiment_by_name(name)
-    # Nested runs (a study's trials) start in the active experiment.
-    mlflow.set_experiment(experiment_id=experiment.experiment_id)
+        if experiment is None:
+            try:
+                mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
+            except MlflowException:
+                # Created meanwhile by another process? If not, report why it could not be.
+                if mlflow.get_experiment_by_name(name) is None:
+                    raise
+            experiment = mlflow.get_experiment_by_name(name)
+        # Nested runs (a study's trials) start in the active experiment.
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
+    except (MlflowException, SQLAlchemyError, sqlite3.Error) as err:
+        # Whatever the check above cannot foresee: one line, not MLflow's traceback.
+        first_line = (str(err).strip() or "no detail").splitlines()[0]
+        raise TrackingError(f"tracking store {uri} cannot be used ({type(err).__name__}: {first_line}); "
+                            "check it, or point tracking.uri at another store") from None
     return experiment.experiment_id
 
 

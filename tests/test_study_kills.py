@@ -1,0 +1,71 @@
+"""A study survives a hard kill at any moment: killed with SIGKILL (through the
+CIFAR_FAILPOINT test hook, src/core/interrupt.py) mid-epoch, between a trial's
+MLflow run ending and keras-tuner saving the trial, and in the final stage,
+the same command resumes and finishes with every trial FINISHED exactly once,
+the interrupted trial's stale run closed, and nothing counted twice."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from helpers import PROJECT_ROOT, run_cli
+
+TRIALS = 4
+
+
+def overrides(synthetic_cifar, uri, tmp_path):
+    return ("+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
+            f"tuner.directory={tmp_path / 'tuner'}", f"tuner.max_trials={TRIALS}", "tracking.log_model=false",
+            "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=4",
+            "trainer.steps_per_execution=1", "tuner.search_space.epochs.type=fixed",
+            "tuner.search_space.epochs.value=2")
+
+
+def run_with_failpoint(failpoint: str, args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CIFAR_FAILPOINT": failpoint}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+# 160 training images at batch 4: 40 batches an epoch, 80 a trial.
+KILL_POINTS = {
+    "mid-epoch of the second trial": "train_batch:100",
+    "after the second trial ended in MLflow, before keras-tuner saved it": "trial_finished_in_mlflow:2",
+    "in the final stage": "final_stage",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failpoint", list(KILL_POINTS.values()), ids=list(KILL_POINTS))
+def test_a_study_killed_with_sigkill_resumes_and_counts_every_trial_once(failpoint, synthetic_cifar,
+                                                                         tracking_uri, tmp_path):
+    args = overrides(synthetic_cifar, tracking_uri, tmp_path)
+    killed = run_with_failpoint(failpoint, args)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tune_random").experiment_id
+    assert "RUNNING" in {r.info.status for r in client.search_runs([experiment])}  # what SIGKILL leaves
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = client.search_runs([experiment], max_results=1000)
+    assert "RUNNING" not in {r.info.status for r in runs}
+    parents = [r for r in runs if r.data.tags.get("study_role") == "parent"]
+    trials = [r for r in runs if r.data.tags.get("study_role") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finished = sorted(r.data.tags["trial_id"] for r in trials if r.info.status == "FINISHED")
+    assert finished == [f"{i:02d}" for i in range(TRIALS)] or finished == [str(i) for i in range(TRIALS)], finished
+    for stale in (r for r in trials if r.info.status != "FINISHED"):
+        assert stale.info.status == "FAILED" and "is gone" in stale.data.tags["closed_because"]
+    assert parents[0].data.metrics["trials_finished"] == TRIALS
+    board = pd.read_csv(Path(client.download_artifacts(parents[0].info.run_id, "leaderboard.csv",
+                                                       str(tmp_path / "dl"))))
+    assert len(board) == TRIALS and board["trial_id"].is_unique
+    assert "test_accuracy" in parents[0].data.metrics
