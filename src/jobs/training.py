@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 
 from src.config import Config
 from src.core import data as data_module
-from src.core import evaluate, train
+from src.core import evaluate, memory, train
 from src.tracking import logged, reconcile, store
 from src.tracking.runs import run_tags, tracked_run
 
@@ -23,9 +23,11 @@ def describe(cfg: Config) -> str:
 
 
 def open_job(cfg: Config):
-    """What every job needs before its run exists: the data (checked first) and the
-    store, with the runs of processes that died on this host closed first."""
+    """What every job needs before its run exists: the data (checked first), room to
+    train, and the store, with the runs of processes that died on this host closed first."""
     splits = data_module.load(cfg.data, cfg.seed)
+    # Refuse a configuration that would not fit before a run exists, rather than be OOM-killed mid-epoch.
+    memory.check_fits(cfg.model, cfg.trainer, images=len(splits.x_train) + len(splits.x_val))
     uri = store.resolve_uri(cfg.tracking.uri)
     experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
     reconcile.close_orphans(MlflowClient(uri))

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from src.config import Config, ConfigError, TunerKind, search_space
 from src.config.schema import NOT_HYPERPARAMETERS
 from src.core import data as data_module
-from src.core import evaluate, interrupt, train
+from src.core import evaluate, interrupt, memory, train
 from src.tracking import logged
 from src.tracking.runs import flatten, tracked_run
 from src.tracking.store import child_runs
@@ -46,6 +46,16 @@ class CifarHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         cfg = self.trial_config(hp)
+        try:
+            memory.check_fits(cfg.model, cfg.trainer, images=len(self.splits.x_train) + len(self.splits.x_val))
+        except memory.MemoryBudgetError as err:
+            run = mlflow.active_run()
+            if run is None or run.data.tags.get("study_role") != "trial":
+                return None  # keras-tuner probing the search space at start-up: it uses only the hp declared
+            mlflow.set_tag("failure", str(err))
+            log.warning("[study] trial %s refused: %s", run.data.tags.get("trial_id"), err)
+            # keras-tuner records the trial FAILED and goes on; tracked_run ends its MLflow run FAILED.
+            raise keras_tuner.errors.FailedTrialError(str(err)) from None
         return train.prepare_model(cfg.model, cfg.trainer)
 
     def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
