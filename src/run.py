@@ -59,22 +59,23 @@ def main(cfg: DictConfig) -> float:
     except ProjectError as err:
         return _stop(err)
     interrupt.install()
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with native_stderr_to(output_dir / "tensorflow.log"):
-        import tensorflow  # noqa: F401
 
     from mlflow.exceptions import MlflowException
 
+    from src.jobs.job import open_job
     from src.jobs.multirun import job_context
-    from src.jobs.study import run_study
-    from src.jobs.training import run_training
     from src.tracking.store import TrackingError
 
     overrides = list(HydraConfig.get().overrides.task)
-    job = run_study if typed.tuner is not None else run_training
     try:
-        return job(typed, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
+        job = open_job(typed)  # the data, memory and store checks, before TensorFlow starts
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with native_stderr_to(output_dir / "tensorflow.log"):
+            from src.jobs.study import run_study
+            from src.jobs.training import run_training
+        run = run_study if typed.tuner is not None else run_training
+        return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:
         return _stop(err)
     except (MlflowException, OSError) as err:  # the run itself has already ended FAILED

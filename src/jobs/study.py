@@ -25,8 +25,9 @@ from src.analysis import compare
 from src.config import Config, FinalFit, TunerKind
 from src.core import data as data_module
 from src.core import evaluate, interrupt, train
-from src.jobs.training import open_job
-from src.jobs.tuner import CifarHyperModel, check_resumable, make_tuner, save_state_config, state_dir
+from src.jobs.job import OpenedJob
+from src.jobs.state import save_state_config, state_dir
+from src.jobs.tuner import CifarHyperModel, make_tuner
 from src.tracking import logged, store
 from src.tracking.runs import run_tags, tracked_run
 
@@ -90,11 +91,10 @@ def search_here(cfg: Config, hypermodel: CifarHyperModel, directory: Path, study
     return tuner
 
 
-def run_study(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
+def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional[list] = None,
               tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
     directory = state_dir(cfg)
-    resuming = check_resumable(cfg, directory)
-    splits, uri, experiment_id = open_job(cfg)
+    splits, uri, experiment_id, resuming = job.splits, job.uri, job.experiment_id, job.resuming
     client = MlflowClient(uri)
     project = cfg.tuner.project_name
     study_run_id = find_study_run(client, experiment_id, project) if resuming else None

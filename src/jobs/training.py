@@ -5,12 +5,11 @@ import logging
 import time
 from typing import Mapping, Optional
 
-from mlflow import MlflowClient
-
 from src.config import Config
 from src.core import data as data_module
-from src.core import evaluate, memory, train
-from src.tracking import logged, reconcile, store
+from src.core import evaluate, train
+from src.jobs.job import OpenedJob
+from src.tracking import logged, store
 from src.tracking.runs import run_tags, tracked_run
 
 log = logging.getLogger(__name__)
@@ -20,18 +19,6 @@ def describe(cfg: Config) -> str:
     """A run name that says what was trained, e.g. f32-64-128_d0.5_e20_s42."""
     filters = "-".join(str(f) for f in cfg.model.conv_filters)
     return f"f{filters}_d{cfg.model.dropout:g}_e{cfg.trainer.epochs}_s{cfg.seed}"
-
-
-def open_job(cfg: Config):
-    """What every job needs before its run exists: the data (checked first), room to
-    train, and the store, with the runs of processes that died on this host closed first."""
-    splits = data_module.load(cfg.data, cfg.seed)
-    # Refuse a configuration that would not fit before a run exists, rather than be OOM-killed mid-epoch.
-    memory.check_fits(cfg.model, cfg.trainer, images=len(splits.x_train) + len(splits.x_val))
-    uri = store.resolve_uri(cfg.tracking.uri)
-    experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
-    reconcile.close_orphans(MlflowClient(uri))
-    return splits, uri, experiment_id
 
 
 def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
@@ -47,11 +34,11 @@ def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
     return model, training, result
 
 
-def run_training(cfg: Config, config_yaml: str, overrides: Optional[list] = None,
+def run_training(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional[list] = None,
                  tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
     """One training job (the baseline, or one job of a sweep under
     `parent_run_id`). Data and the store are checked before a run exists."""
-    splits, uri, experiment_id = open_job(cfg)
+    splits, uri, experiment_id = job.splits, job.uri, job.experiment_id
     all_tags = run_tags({**cfg.tracking.tags, **(tags or {})}, overrides)
     started = time.perf_counter()
     with tracked_run(cfg.tracking.run_name or describe(cfg), all_tags, experiment_id=experiment_id,

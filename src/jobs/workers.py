@@ -4,7 +4,7 @@ keras-tuner's distributed mode runs the tuner in N + 1 processes: a chief
 (`KERASTUNER_TUNER_ID=chief`) that only serves the oracle over gRPC, and
 workers (`tuner0`, `tuner1`, ...) that ask it for trials, train them and
 report back. The launching process (`python -m src.run ...`, see
-`tune.run_study`) keeps the study's MLflow parent run open and starts the
+`jobs.study.run_study`) keeps the study's MLflow parent run open and starts the
 chief and the workers as `python -m src.distributed <launch.json>` on
 127.0.0.1 and a free port. `<state dir>/launch/launch.json` tells them the
 parent run id, the tracking store and the config (`launch/config.yaml`:
@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 from src.config import Config, ProjectError, validate
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
+from src.jobs import state
 from src.jobs import tuner as tuner_module
 
 CHIEF = "chief"
@@ -201,7 +202,7 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
     a tuner reloaded from the finished state (in this process, no oracle server)."""
     if cfg.tuner.overwrite:
         shutil.rmtree(directory, ignore_errors=True)
-    tuner_module.save_state_config(cfg, directory)
+    state.save_state_config(cfg, directory)
     launch_dir, log_dir = directory / "launch", directory / "logs"
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
