@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from helpers import PROJECT_ROOT, make_synthetic_cifar, run_cli
 
@@ -72,3 +74,25 @@ def test_unknown_selector_lists_the_experiments(store, tmp_path):
     result = report(store, "no-such-thing", tmp_path / "x")
     assert result.returncode != 0
     assert "no-such-thing" in result.stderr and "grid" in result.stderr and "baseline" in result.stderr
+
+
+@pytest.mark.parametrize("a, b", [([0.71, 0.72, 0.70], [0.65, 0.66]), ([0.5, 0.52], [0.4, 0.45, 0.41, 0.43]),
+                                  ([0.8, 0.8, 0.81, 0.79, 0.8], [0.8, 0.7, 0.75])])
+def test_difference_is_welchs_interval(a, b):
+    from src.analysis.stats import difference
+
+    a, b = np.array(a), np.array(b)
+    var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)  # the textbook formula
+    dof = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    diff = difference(a, b, test_size=10000)
+    assert diff.estimate == pytest.approx(a.mean() - b.mean())
+    assert diff.half_width == pytest.approx(scipy_stats.t.ppf(0.975, dof) * np.sqrt(var_a + var_b), rel=1e-9)
+    assert "Welch" in diff.method
+
+
+def test_difference_of_single_runs_is_the_test_sets_sampling_error():
+    from src.analysis.stats import difference
+
+    diff = difference(np.array([0.7]), np.array([0.6, 0.62]), test_size=10000)
+    se = np.sqrt(0.7 * 0.3 / 10000 + 0.61 * 0.39 / 10000)
+    assert diff.half_width == pytest.approx(1.96 * se, rel=1e-4) and "sampling error" in diff.method

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
-import numpy as np
+import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -17,29 +17,38 @@ SUMMARY_METRICS = ["best_val_accuracy", "best_val_epoch", "val_accuracy", "val_l
                    "epochs_trained", "train_seconds"]
 
 
-def runs_frame(runs: Sequence, param_columns: Dict[str, str]) -> pd.DataFrame:
+def search_frame(runs: Sequence) -> pd.DataFrame:
+    """Run objects (a query's list) re-read as `mlflow.search_runs` tabulates them, in their order."""
+    if len(runs) == 0:  # (search_runs would search the default experiment)
+        return pd.DataFrame(columns=["run_id", "status", "start_time", "end_time"])
+    ids = [run.info.run_id for run in runs]
+    found = mlflow.search_runs(sorted({run.info.experiment_id for run in runs}),
+                               f"attributes.run_id IN ({', '.join(repr(i) for i in ids)})")
+    return found.set_index("run_id").loc[ids].reset_index()
+
+
+def runs_frame(runs: pd.DataFrame | Sequence, param_columns: Dict[str, str]) -> pd.DataFrame:
     """One row per run: name, status, the params in `param_columns` ({column: param key},
-    parsed as numbers where they are), the summary metrics, duration, ids."""
-    rows = []
-    for run in runs:
-        row = {"run_name": run.info.run_name, "status": run.info.status}
-        for column, key in param_columns.items():
-            row[column] = _parse(run.data.params.get(key))
-        for key in SUMMARY_METRICS:
-            row[key] = run.data.metrics.get(key, np.nan)
-        end = run.info.end_time or run.info.start_time
-        row["seconds"] = (end - run.info.start_time) / 1000.0
-        row["trial_id"] = run.data.tags.get("trial_id", "")
-        row["run_id"] = run.info.run_id
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    if "best_val_epoch" in frame:
-        frame["best_val_epoch"] = frame["best_val_epoch"].astype("Int64")
-    return frame
+    parsed as numbers where they are), the summary metrics, duration, ids. `runs` is an
+    `mlflow.search_runs` frame, or Run objects (read again through it)."""
+    if not isinstance(runs, pd.DataFrame):
+        runs = search_frame(runs)
+    # mlflow.search_runs has a column only for the keys some run has.
+    wanted = ["tags.mlflow.runName", "tags.trial_id", *(f"params.{k}" for k in param_columns.values()),
+              *(f"metrics.{k}" for k in SUMMARY_METRICS)]
+    runs = runs.reindex(columns=list(dict.fromkeys([*runs.columns, *wanted])))
+    frame = pd.DataFrame({"run_name": runs["tags.mlflow.runName"], "status": runs["status"],
+                          **{column: runs[f"params.{key}"].map(_parse) for column, key in param_columns.items()},
+                          **{key: runs[f"metrics.{key}"].astype(float) for key in SUMMARY_METRICS},
+                          "seconds": (runs["end_time"].fillna(runs["start_time"]) - runs["start_time"])
+                          / pd.Timedelta(seconds=1),
+                          "trial_id": runs["tags.trial_id"].fillna("").astype(str), "run_id": runs["run_id"]})
+    frame["best_val_epoch"] = frame["best_val_epoch"].astype("Int64")
+    return frame.reset_index(drop=True)
 
 
 def _parse(value):
-    if value is None:
+    if not isinstance(value, str):  # a run without the param
         return None
     try:
         number = float(value)
@@ -89,10 +98,10 @@ def metric_history(client, run_id: str, key: str) -> List[float]:
     return [p.value for p in sorted(client.get_metric_history(run_id, key), key=lambda p: p.step)]
 
 
-def metric_histories(client, runs: Sequence, key: str = "val_accuracy") -> Dict[str, List[tuple]]:
-    """{run name: [(step, value), ...]} for each run."""
-    return {run.info.run_name: sorted((p.step, p.value) for p in client.get_metric_history(run.info.run_id, key))
-            for run in runs}
+def metric_histories(client, names_and_ids, key: str = "val_accuracy") -> Dict[str, List[tuple]]:
+    """{run name: [(step, value), ...]} for each (run name, run id)."""
+    return {name: sorted((p.step, p.value) for p in client.get_metric_history(run_id, key))
+            for name, run_id in names_and_ids}
 
 
 def plot_curves(histories: Dict[str, List[tuple]], key: str = "val_accuracy", highlight: str = "") -> Figure:

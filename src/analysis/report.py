@@ -13,8 +13,9 @@ files.
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -30,6 +31,7 @@ from src.tracking.store import check_sqlite_store, child_runs, resolve_uri, sqli
 
 FIGURES = ["figures/learning_curves.png", "figures/test_confusion_matrix.png",
            "figures/test_confusion_matrix_normalized.png"]
+REPORTS = ["reports/test_classification_report.txt", "reports/test_confusion_matrix.csv"]
 
 
 @dataclass
@@ -87,14 +89,15 @@ def _from_parent(client, parent, selector: str, name: str, kind: str) -> Selecti
     return Selection(selector, name.replace("/", "_"), children, evaluated, kind)
 
 
-def hyperparameters(runs) -> List[str]:
-    """The model/trainer params whose values differ between runs (seed apart)."""
-    keys = sorted({k for r in runs for k in r.data.params if k.startswith(("model.", "trainer.", "data."))})
-    keys = [k for k in keys if is_hyperparameter(k)]
-    return [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+def hyperparameters(runs: pd.DataFrame) -> List[str]:
+    """The model/trainer params whose values differ between runs (seed apart); `runs` as
+    `mlflow.search_runs` gives them."""
+    keys = sorted(c.removeprefix("params.") for c in runs if c.startswith("params."))
+    keys = [k for k in keys if k.startswith(("model.", "trainer.", "data.")) and is_hyperparameter(k)]
+    return [k for k in keys if runs[f"params.{k}"].nunique(dropna=False) > 1]
 
 
-def config_table(runs, columns: List[str]) -> pd.DataFrame:
+def config_table(runs: pd.DataFrame, columns: List[str]) -> pd.DataFrame:
     frame = compare.runs_frame(runs, {c: c for c in [*columns, "seed"]})
     frame["config"] = frame[columns].astype(str).agg(" ".join, axis=1) if columns else "all"
     return frame
@@ -138,8 +141,9 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = out_dir / "figures"
     figures.mkdir(exist_ok=True)
-    columns = hyperparameters(selection.runs)
-    frame = config_table(selection.runs, columns)
+    table = compare.search_frame(selection.runs)
+    columns = hyperparameters(table)
+    frame = config_table(table, columns)
     board = grouped_leaderboard(frame, columns)
     board.drop(columns="config").to_csv(out_dir / "leaderboard.csv", index=False, float_format="%.6g")
     frame.drop(columns=["config"]).sort_values("run_name").to_csv(out_dir / "runs.csv", index=False,
@@ -169,7 +173,7 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
                       f"`best_val_accuracy` from the hyperparameters over {len(frame)} runs: impurity "
                       "importances and permutation importances (drop in R² when a column is shuffled). "
                       "With few runs these are rough.", "", markdown_table(importance, 3), ""]
-    histories = compare.metric_histories(client, sorted(selection.runs, key=lambda r: r.info.run_name))
+    histories = compare.metric_histories(client, sorted((r.info.run_name, r.info.run_id) for r in selection.runs))
     best_name = frame.loc[frame["config"] == board.iloc[0]["config"], "run_name"].iloc[0]
     compare.plot_curves(histories, highlight=best_name).savefig(figures / "validation_curves.png",
                                                                 metadata={"Software": None})
@@ -247,16 +251,17 @@ def run_section(client, run, out_dir: Path, heading: str = "Run") -> List[str]:
     """The single-run part of a report: headline, curves, reports, figures."""
     run_id = run.info.run_id
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
-    downloaded = Path(client.download_artifacts(run_id, "", str(out_dir / ".download")))
+    # Only these files: the run also holds its model, which can be large.
+    logged = {f.path for f in client.list_artifacts(run_id, "figures")}
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
-        if (downloaded / name).is_file():
-            shutil.copyfile(downloaded / name, figure_dir / Path(name).name)
-    has_curves = (downloaded / "figures/learning_curves.png").is_file()
-    report_text = (downloaded / "reports/test_classification_report.txt").read_text()
-    confusion = (downloaded / "reports/test_confusion_matrix.csv").read_text()
-    shutil.rmtree(out_dir / ".download")
+        if name in logged:
+            client.download_artifacts(run_id, name, str(figure_dir))
+    has_curves = "figures/learning_curves.png" in logged
+    with tempfile.TemporaryDirectory() as downloads:
+        report_text, confusion = [Path(client.download_artifacts(run_id, name, downloads)).read_text()
+                                  for name in REPORTS]
 
     validation = "the test set (the notebook's way)" if params.get("data.validation") == "test" \
         else f"a held-out {float(params.get('data.val_fraction', 0.1)):.0%} of the training set"
@@ -349,7 +354,7 @@ def main(argv: Optional[list] = None) -> None:
     if not chosen and not args.selector and not args.reconcile:
         parser.error("nothing to report: give a selector (or --reconcile)")
 
-    from mlflow import MlflowClient
+    import mlflow
 
     from src.tracking import reconcile
 
@@ -360,7 +365,7 @@ def main(argv: Optional[list] = None) -> None:
             check_sqlite_store(path)
     except ProjectError as err:
         raise SystemExit(f"error: {err}") from None
-    client = MlflowClient(uri)
+    client = mlflow.MlflowClient(uri)
     closed = reconcile.close_orphans(client)
     if args.reconcile:
         closed += reconcile.close_stale(client, args.stale_after)
@@ -368,6 +373,8 @@ def main(argv: Optional[list] = None) -> None:
         if not chosen and not args.selector:
             return
     kind, selector = chosen[0] if chosen else (None, args.selector)
+    mlflow.set_tracking_uri(uri)  # compare.search_frame reads through mlflow.search_runs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file
     selection = select(client, selector, kind)
     out_dir = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / selection.name
     print(f"wrote {write_report(client, selection, out_dir, args.baseline, args.title)}")

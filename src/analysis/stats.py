@@ -35,13 +35,10 @@ def difference(a: np.ndarray, b: np.ndarray, test_size: int) -> Difference:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     estimate = a.mean() - b.mean()
     if len(a) >= 2 and len(b) >= 2:
-        var_a, var_b = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-        se = math.sqrt(var_a + var_b)
-        dof = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1)) if se else 1
-        return Difference(estimate, float(scipy_stats.t.ppf(0.975, dof) * se),
-                          f"Welch t over {len(a)} and {len(b)} runs")
+        low, high = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+        return Difference(estimate, float(high - low) / 2, f"Welch t over {len(a)} and {len(b)} runs")
     se = math.sqrt(sum(p * (1 - p) / test_size for p in (a.mean(), b.mean())))
-    return Difference(estimate, 1.96 * se,
+    return Difference(estimate, float(scipy_stats.norm.ppf(0.975) * se),
                       f"test-set sampling error only ({test_size} images); seed variation not included")
 
 

@@ -11,7 +11,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
 
 
 @dataclass
@@ -27,10 +27,10 @@ class Evaluation:
 
     @property
     def confusion_normalized(self) -> np.ndarray:
-        """Row-normalised: each row is the share of a true class predicted as each class."""
-        totals = self.confusion.sum(axis=1, keepdims=True)
-        return np.divide(self.confusion, totals, out=np.zeros(self.confusion.shape, dtype=float),
-                         where=totals > 0)
+        """Row-normalised: each row is the share of a true class predicted as each class
+        (a class absent from y_true gets a row of zeros)."""
+        return confusion_matrix(self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
+                                normalize="true")
 
 
 def evaluate(model, images: np.ndarray, one_hot_labels: np.ndarray,
@@ -69,20 +69,13 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normal
                           title: str = "Confusion matrix") -> Figure:
     figure = Figure(figsize=(7, 6), dpi=80, layout="constrained")
     axes = figure.add_subplot()
-    image = axes.imshow(matrix, interpolation="nearest", cmap="Blues",
-                        vmin=0, vmax=1 if normalized else None)
-    figure.colorbar(image, ax=axes)
-    ticks = np.arange(len(class_names))
-    axes.set_xticks(ticks, labels=class_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, labels=class_names)
-    axes.set_xlabel("Predicted label")
-    axes.set_ylabel("True label")
+    # Given `ax`, it draws on this Figure: no pyplot figure is made.
+    ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
+        ax=axes, cmap="Blues", xticks_rotation=45, values_format=".2f" if normalized else "d",
+        im_kw={"vmin": 0, "vmax": 1} if normalized else None, text_kw={"fontsize": 7})
+    for label in axes.get_xticklabels():
+        label.set_horizontalalignment("right")
     axes.set_title(f"{title} ({'row-normalised' if normalized else 'counts'})")
-    threshold = (matrix.max() if matrix.size else 0) / 2
-    for (row, col), value in np.ndenumerate(matrix):
-        text = f"{value:.2f}" if normalized else f"{int(value)}"
-        axes.text(col, row, text, ha="center", va="center", fontsize=7,
-                  color="white" if value > threshold else "black")
     return figure
 
 

@@ -69,15 +69,15 @@ def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, b
     columns = {name: f"hp.{name}" for name in names}
     if TunerKind(cfg.tuner.kind) is TunerKind.hyperband:
         columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
-    runs = store.child_runs(client, experiment_id, parent_id)
-    board = compare.leaderboard(compare.runs_frame(runs, columns), objective)
+    board = compare.leaderboard(compare.runs_frame(store.child_runs(client, experiment_id, parent_id,
+                                                                    as_frame=True), columns), objective)
     logged.replace_table(board, "leaderboard.json")
     mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
     mlflow.log_figure(compare.plot_objective_vs_params(board, names, objective),
                       "figures/objective_vs_hyperparameters.png")
-    finished = [r for r in runs if r.info.run_id in set(board["run_id"]) and r.info.status == "FINISHED"]
+    finished = board[board["status"] == "FINISHED"]
     best_name = board.loc[board["trial_id"] == best_trial_id, "run_name"]
-    mlflow.log_figure(compare.plot_curves(compare.metric_histories(client, finished),
+    mlflow.log_figure(compare.plot_curves(compare.metric_histories(client, zip(finished["run_name"], finished["run_id"])),
                                           highlight=best_name.iloc[0] if len(best_name) else ""),
                       "figures/validation_curves.png")
     return board

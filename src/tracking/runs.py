@@ -109,12 +109,15 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
     With `run_id`, an existing run is reopened (a resumed study)."""
     all_tags = {**dict(tags or {}), **process_tags()}
+    # System metrics ("system/..."): CPU, memory, disk, network, sampled every 10 s by MLflow's
+    # daemon thread, which end_run stops (a run shorter than that records none); a reopened
+    # run continues their steps.
     if run_id:
-        run = mlflow.start_run(run_id=run_id, nested=nested)
+        run = mlflow.start_run(run_id=run_id, nested=nested, log_system_metrics=True)
         mlflow.set_tags(all_tags)
     else:
-        run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested,
-                               experiment_id=experiment_id, parent_run_id=parent_run_id)
+        run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested, experiment_id=experiment_id,
+                               parent_run_id=parent_run_id, log_system_metrics=True)
     HEARTBEAT.add(run.info.run_id)
     try:
         yield run
