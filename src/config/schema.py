@@ -60,6 +60,9 @@ class DataConfig:
     val_fraction: float = 0.1
     limit_train: Optional[int] = None
     limit_test: Optional[int] = None
+    # Decoded, split arrays cached as memory-mapped .npy files (src/core/cache.py).
+    cache: bool = True
+    cache_dir: Optional[str] = None  # null = .cache/datasets/ in the project (git-ignored)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:

@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from src.config import DataConfig, ProjectError, Validation
+from src.config.paths import PROJECT_ROOT
+from src.core import cache
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -25,6 +27,7 @@ META_FILE = "batches.meta"
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]
 KERAS_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+DEFAULT_CACHE = PROJECT_ROOT / ".cache" / "datasets"  # git-ignored
 
 
 class DatasetError(ProjectError):
@@ -219,6 +222,28 @@ def make_splits(raw: RawCifar, cfg: DataConfig, seed: int) -> Splits:
     )
 
 
+ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
 def load(cfg: DataConfig, seed: int) -> Splits:
-    return make_splits(load_raw(cfg.dir), cfg, seed)
+    """The splits for `cfg` and `seed`: from the dataset cache when `data.cache` is on
+    and the source is a directory (src/core/cache.py), else decoded from the batches."""
+    if not (cfg.cache and cfg.dir):
+        return make_splits(load_raw(cfg.dir), cfg, seed)
+    root = Path(cfg.dir).expanduser()
+    files = [root / name for name in TRAIN_FILES + [TEST_FILE, META_FILE]]
+    if not all(path.is_file() for path in files):
+        return make_splits(load_raw(cfg.dir), cfg, seed)  # reports what is missing
+
+    def build():
+        splits = make_splits(load_raw(cfg.dir), cfg, seed)
+        meta = {"class_names": splits.class_names, "source": splits.source, "lossy": splits.lossy,
+                "validation": splits.validation}
+        return {name: getattr(splits, name) for name in ARRAYS}, meta
+
+    key = {"source_sha256": cache.digest_files(files), "validation": Validation(cfg.validation).value,
+           "val_fraction": cfg.val_fraction, "limit_train": cfg.limit_train, "limit_test": cfg.limit_test,
+           "seed": seed}
+    arrays, meta = cache.cached(Path(cfg.cache_dir or DEFAULT_CACHE).expanduser(), key, build)
+    return Splits(**arrays, **meta)
 
