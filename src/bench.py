@@ -3,6 +3,7 @@
     training  the notebook's training vs the project's vs the fast setting (default)
     sweep     a multirun through the sequential and the parallel launcher
     tuner     a study with 1 tuner worker and with 2
+    fidelity  the fast study setting against the faithful one: same ranking of configurations?
 
 `python -m src.bench <name> --help` lists a benchmark's options.
 """
@@ -12,7 +13,7 @@ import importlib
 import sys
 
 BENCHMARKS = {"training": "src.benchmarks.training", "sweep": "src.benchmarks.sweep",
-              "tuner": "src.benchmarks.tuner"}
+              "tuner": "src.benchmarks.tuner", "fidelity": "src.benchmarks.fidelity"}
 
 
 def main(argv=None) -> int:

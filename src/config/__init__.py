@@ -14,6 +14,7 @@ from src.config.schema import (  # noqa: F401
     ConfigError,
     DataConfig,
     FinalFit,
+    LrScaling,
     ModelConfig,
     Optimizer,
     Precision,
@@ -35,6 +36,6 @@ def validate(cfg: DictConfig) -> Config:
     return typed
 
 
-__all__ = ["Config", "ConfigError", "DataConfig", "FinalFit", "ModelConfig", "Optimizer", "Precision",
+__all__ = ["Config", "ConfigError", "DataConfig", "FinalFit", "LrScaling", "ModelConfig", "Optimizer", "Precision",
            "ProjectError", "TrackingConfig", "TrainerConfig", "TunerConfig", "TunerKind", "Validation",
            "register", "search_space", "validate"]

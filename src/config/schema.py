@@ -31,6 +31,13 @@ def is_hyperparameter(key: str) -> bool:
     return not any(key == name or key.startswith(name + ".") for name in NOT_HYPERPARAMETERS)
 
 
+def effective_learning_rate(trainer: "TrainerConfig") -> float:
+    """trainer.learning_rate scaled to the batch size by trainer.lr_scaling."""
+    ratio = trainer.batch_size / trainer.lr_reference_batch
+    factor = {LrScaling.none: 1.0, LrScaling.linear: ratio, LrScaling.sqrt: ratio ** 0.5}
+    return trainer.learning_rate * factor[LrScaling(trainer.lr_scaling)]
+
+
 def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
@@ -46,6 +53,12 @@ class Optimizer(str, Enum):
     rmsprop = "rmsprop"
     adamw = "adamw"
     nadam = "nadam"
+
+
+class LrScaling(str, Enum):
+    none = "none"      # learning_rate as given, whatever the batch size
+    linear = "linear"  # x batch_size / lr_reference_batch (Goyal et al. 2017, for SGD)
+    sqrt = "sqrt"      # x sqrt(batch_size / lr_reference_batch) (the usual rule for Adam)
 
 
 class Precision(str, Enum):
@@ -127,6 +140,9 @@ class TrainerConfig:
     batch_size: int = 32
     optimizer: Optimizer = Optimizer.adam
     learning_rate: float = 0.001
+    # How the learning rate follows the batch size, relative to lr_reference_batch.
+    lr_scaling: LrScaling = LrScaling.none
+    lr_reference_batch: int = 32
     precision: Precision = Precision.float32
     # Batches per call into TensorFlow: the same math, less Python per batch.
     steps_per_execution: int = 32
@@ -142,6 +158,8 @@ class TrainerConfig:
             _fail("trainer.batch_size", self.batch_size, "an integer >= 1")
         if self.steps_per_execution < 1:
             _fail("trainer.steps_per_execution", self.steps_per_execution, "an integer >= 1")
+        if self.lr_reference_batch < 1:
+            _fail("trainer.lr_reference_batch", self.lr_reference_batch, "an integer >= 1")
         if not self.learning_rate > 0:
             _fail("trainer.learning_rate", self.learning_rate, "a number > 0")
         if self.verbose not in (0, 1, 2):

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 import keras
 
 from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
+from src.config.schema import effective_learning_rate
 from src.core import interrupt
 from src.core.data import Splits
 from src.core.model import build_cnn
@@ -116,7 +117,7 @@ def set_precision(precision: Precision | str) -> None:
 
 def make_optimizer(cfg: TrainerConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.get({"class_name": Optimizer(cfg.optimizer).value,
-                                 "config": {"learning_rate": cfg.learning_rate}})
+                                 "config": {"learning_rate": effective_learning_rate(cfg)}})
 
 
 def compile_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:

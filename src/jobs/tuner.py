@@ -44,8 +44,10 @@ class CifarHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         cfg = self.trial_config(hp)
+        # The oracle process of a parallel study holds no data: it builds only to read the space.
+        images = len(self.splits.x_train) + len(self.splits.x_val) if self.splits is not None else 0
         try:
-            memory.check_fits(cfg.model, cfg.trainer, images=len(self.splits.x_train) + len(self.splits.x_val))
+            memory.check_fits(cfg.model, cfg.trainer, images=images)
         except memory.MemoryBudgetError as err:
             run = mlflow.active_run()
             if run is None or run.data.tags.get("study_role") != "trial":

@@ -1,0 +1,90 @@
+"""Does the fast setting measure what the faithful one does? Rank fidelity, side by side.
+
+    python -m src.bench fidelity [--limit-train 20000] [--epochs 3] [--quick]
+
+A fixed sample of configurations from the study's space (conv width x
+dropout) is trained under the faithful setting (trainer/default: float32,
+batch 32) and under the fast one (trainer/fast: bfloat16, batch 256, sqrt
+learning-rate rule), at equal epochs, on the same held-out split and seed,
+alternating faithful/fast per configuration so that drift in the machine's
+speed hits both alike. It prints each configuration's best validation
+accuracy under both, the Spearman rank correlation between them
+(scipy.stats.spearmanr), how far the fast setting puts the faithful winner,
+and the training throughput of each setting.
+
+Last line: fidelity_spearman=<r> best_gap_points=<g> faithful_img_s=<n> fast_img_s=<n> fast_speedup=<x>
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import List, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from scipy import stats  # noqa: E402
+
+from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig  # noqa: E402
+from src.core import data as data_module  # noqa: E402
+from src.core import train  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+FAITHFUL = TrainerConfig(verbose=0)
+FAST = TrainerConfig(batch_size=256, precision=Precision.mixed_bfloat16, lr_scaling=LrScaling.sqrt, verbose=0)
+# (width, dropout): two of each width, dropouts spread over the card's 0-0.6.
+SAMPLE: List[Tuple[float, float]] = [(0.5, 0.0), (0.5, 0.4), (1.0, 0.2), (1.0, 0.6),
+                                     (1.5, 0.0), (1.5, 0.4), (2.0, 0.2), (2.0, 0.6)]
+
+
+def score(splits, width: float, dropout: float, trainer: TrainerConfig, epochs: int, seed: int):
+    """(best validation accuracy, training images per second)."""
+    model_cfg = dataclasses.replace(ModelConfig(), width=width, dropout=dropout)
+    trainer = dataclasses.replace(trainer, epochs=epochs)
+    model = train.prepare_model(model_cfg, trainer, seed=seed)
+    result = train.fit(model, splits, trainer)
+    return max(result.history["val_accuracy"]), result.images_per_second
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m src.bench fidelity", description=__doc__.splitlines()[0])
+    parser.add_argument("--limit-train", type=int, default=20000, help="training images before the 10%% split")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data-dir", default=os.environ.get("CIFAR10_DIR"))
+    parser.add_argument("--quick", action="store_true", help="3 configurations, 1 epoch, 3,000 images")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sample = SAMPLE
+    if args.quick:
+        args.limit_train, args.epochs, sample = 3000, 1, [SAMPLE[0], SAMPLE[3], SAMPLE[6]]
+    splits = data_module.load(DataConfig(dir=args.data_dir, limit_train=args.limit_train, limit_test=100), args.seed)
+    log.info("%d training, %d validation images; %d epochs per run; seed %d", len(splits.x_train),
+             len(splits.x_val), args.epochs, args.seed)
+    faithful, fast, speeds = [], [], {"faithful": [], "fast": []}
+    started = time.perf_counter()
+    for width, dropout in sample:
+        for name, trainer, results in (("faithful", FAITHFUL, faithful), ("fast", FAST, fast)):
+            accuracy, speed = score(splits, width, dropout, trainer, args.epochs, args.seed)
+            results.append(accuracy)
+            speeds[name].append(speed)
+        log.info("width %-4g dropout %-4g val accuracy: faithful %.4f  fast %.4f", width, dropout,
+                 faithful[-1], fast[-1])
+    rho = stats.spearmanr(faithful, fast).statistic
+    best = max(range(len(sample)), key=faithful.__getitem__)
+    gap = 100 * (fast[best] - faithful[best])
+    faithful_speed = sum(speeds["faithful"]) / len(sample)
+    fast_speed = sum(speeds["fast"]) / len(sample)
+    log.info("Spearman rank correlation %.3f; faithful winner (width %g, dropout %g): fast %+.2f points; "
+             "mean training speed faithful %.0f, fast %.0f images/s; %.0f s in all", rho, *sample[best], gap,
+             faithful_speed, fast_speed, time.perf_counter() - started)
+    print(f"fidelity_spearman={rho:.3f} best_gap_points={gap:+.2f} faithful_img_s={faithful_speed:.0f} "
+          f"fast_img_s={fast_speed:.0f} fast_speedup={fast_speed / faithful_speed:.2f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
