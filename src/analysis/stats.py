@@ -1,4 +1,4 @@
-"""Small statistics for comparing runs: spreads, differences, importances."""
+"""Small statistics for comparing runs: spreads, differences (paired over seeds and test images), importances."""
 from __future__ import annotations
 
 import math
@@ -66,3 +66,122 @@ def _encode(values: pd.Series) -> np.ndarray:
         return numeric.to_numpy(dtype=float)
     labels = sorted(values.astype(str).unique())
     return values.astype(str).map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=float)
+
+
+@dataclass
+class PairedDifference:
+    """Model A's accuracy minus model B's, both trained with the same seeds and
+    scored on the same test images. Accuracies are fractions (0.0123 = 1.23 points)."""
+
+    estimate: float  # mean over seeds of acc_a_i - acc_b_i
+    low: float
+    high: float
+    confidence: float
+    n_seeds: int
+    n_images: int
+    seed_differences: np.ndarray  # acc_a_i - acc_b_i, one per seed
+    image_interval: tuple  # the test-image bootstrap's interval alone (no seed variation)
+    seed_half_width: float  # the t half-width from the spread over seeds; 0 with one seed
+    discordant: list  # per seed: (images only A got right, images only B got right)
+    mcnemar_p: list  # per seed: McNemar's exact two-sided p-value on the discordant images
+    method: str
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def words(self, a: str = "A", b: str = "B") -> str:
+        """One sentence, in points, from the better model's side."""
+        if self.estimate > 0:
+            head, low, high = f"{a} is {100 * self.estimate:.2f} points more accurate than {b}", self.low, self.high
+        elif self.estimate < 0:
+            head, low, high = f"{b} is {-100 * self.estimate:.2f} points more accurate than {a}", -self.high, -self.low
+        else:
+            head, low, high = f"{a} and {b} are equally accurate", self.low, self.high
+        seeds = f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}"
+        # One seed cannot show training-to-training variation; say so where the reader looks.
+        caveat = "; seed-to-seed variation not estimated" if self.n_seeds == 1 else ""
+        verdict = "significant" if self.significant else "not significant (the interval includes 0)"
+        return (f"{head} ({100 * self.confidence:g}% interval {100 * low:.2f} to {100 * high:.2f} points, "
+                f"{seeds} x {self.n_images} test images{caveat}): {verdict}")
+
+    def __str__(self) -> str:
+        return self.words()
+
+
+def paired_difference(correct_a: List[np.ndarray], correct_b: List[np.ndarray], confidence: float = 0.95,
+                      n_resamples: int = 2000, seed: int = 0) -> PairedDifference:
+    """Accuracy of A minus accuracy of B over N paired seeds on one shared test set.
+
+    `correct_a[i]` and `correct_b[i]` are per-image correctness (booleans, same
+    images in the same order) of the models trained with seed i. Let
+    D_ij = a_ij - b_ij. The estimate is mean_ij D_ij = mean over seeds of
+    (acc_a_i - acc_b_i).
+
+    The estimate varies for two independent reasons: which training runs the
+    seeds happened to give (seed variation) and which images happen to be in
+    the test set (test-set sampling). The interval adds the two:
+
+    * test set: `scipy.stats.bootstrap` (percentile) resamples images, with
+      the statistic the mean of d_j = mean_i D_ij. Resampling an image takes
+      A's and B's answers for it in every seed together, so the correlation
+      between the models (and between seeds) on the same hard or easy image is
+      kept; it is a paired bootstrap. Percentile rather than BCa because BCa's
+      jackknife costs one pass per test image, and the mean of thousands of
+      bounded values is close to normal anyway.
+    * seeds (N >= 2): a t half-width, t_{N-1} x sem(acc_a_i - acc_b_i). With
+      a handful of seeds a bootstrap over seeds would be too narrow (3 seeds
+      give only 10 distinct resamples, and no t correction), hence t.
+
+    The sources are independent, so variances add: each side of the interval
+    is est -/+ sqrt(image_side^2 + seed_half_width^2), i.e. var_images +
+    var_seeds / N. The spread over seeds also holds a little test-set noise
+    (seed x image interaction / n_images), counted twice, which errs on the
+    wide side. With one seed only the test-set part can be estimated; the
+    interval then says nothing about retraining.
+
+    McNemar's exact test (`scipy.stats.binomtest` on the discordant images) is
+    reported per seed. The seeds' p-values are not combined: all seeds share
+    the same test images, so their tests are dependent and Stouffer's or
+    Fisher's combination (which assumes independence) would overstate the
+    evidence; the interval is the combined answer.
+    """
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise ValueError(f"need the same number (>= 1) of seeds for A and B, got {len(correct_a)} and {len(correct_b)}")
+    a = np.stack([np.asarray(x, dtype=bool) for x in correct_a])
+    b = np.stack([np.asarray(x, dtype=bool) for x in correct_b])
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] < 2:
+        raise ValueError(f"each seed needs one correctness value per test image (>= 2), the same images "
+                         f"for A and B; got shapes {a.shape} and {b.shape}")
+    n_seeds, n_images = a.shape
+    per_image = (a.astype(np.int8) - b.astype(np.int8)).mean(axis=0)
+    # From integer counts, so that k more right images out of n come out as exactly k / n.
+    seed_differences = (a.sum(axis=1) - b.sum(axis=1)) / n_images
+    estimate = float((a.sum() - b.sum()) / (n_seeds * n_images))
+
+    images = scipy_stats.bootstrap((per_image,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                                   method="percentile", vectorized=True, batch=200,
+                                   rng=np.random.default_rng(seed)).confidence_interval
+    if n_seeds >= 2:
+        seed_half_width = float(scipy_stats.t.ppf((1 + confidence) / 2, n_seeds - 1)
+                                * scipy_stats.sem(seed_differences))
+    else:
+        seed_half_width = 0.0
+    low = estimate - math.hypot(max(estimate - images.low, 0.0), seed_half_width)
+    high = estimate + math.hypot(max(images.high - estimate, 0.0), seed_half_width)
+
+    discordant, mcnemar_p = [], []
+    for seed_a, seed_b in zip(a, b):
+        only_a, only_b = int((seed_a & ~seed_b).sum()), int((~seed_a & seed_b).sum())
+        discordant.append((only_a, only_b))
+        # No discordant image is no evidence either way; binomtest needs n >= 1.
+        mcnemar_p.append(float(scipy_stats.binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0)
+
+    method = (f"paired bootstrap over {n_images} test images ({n_resamples} resamples, percentile)"
+              + (f" combined with a t interval over {n_seeds} seeds" if n_seeds >= 2 else
+                 "; one seed, so seed variation is not included"))
+    return PairedDifference(estimate=estimate, low=float(low), high=float(high), confidence=confidence,
+                            n_seeds=n_seeds, n_images=n_images, seed_differences=seed_differences,
+                            image_interval=(float(images.low), float(images.high)),
+                            seed_half_width=seed_half_width, discordant=discordant, mcnemar_p=mcnemar_p,
+                            method=method)

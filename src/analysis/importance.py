@@ -1,0 +1,262 @@
+"""Which hyperparameters matter, and by how much: fANOVA importances per
+budget, marginal effects with intervals, and whether the best value sits at
+the edge of the searched space.
+
+Pure functions over a table of trials (one row per trial, one column per
+hyperparameter, the objective and, for multi-fidelity studies, the budget);
+they read no store and train nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, Dict, Hashable, List, Optional
+
+import numpy as np
+import optuna
+import pandas as pd
+from scipy import stats as scipy_stats
+
+IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "distinct_values", "trials"]
+
+
+def trial_counts(frame: pd.DataFrame, objective: str, budget: Optional[str]) -> Dict[Hashable, int]:
+    """Trials with an objective value, per budget (one entry, key None, without a budget column)."""
+    data = frame.dropna(subset=[objective])
+    if budget is None:
+        return {None: len(data)}
+    return {value: int(count) for value, count in data.groupby(budget, sort=True).size().items()}
+
+
+def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, budget: Optional[str],
+                       min_trials: int = 6) -> Dict[Hashable, pd.DataFrame]:
+    """fANOVA importances of `params` for `objective`, one table per budget.
+
+    Hyperband trains most trials for a few epochs and a few for many, and what
+    matters after 2 epochs (say, a high learning rate) need not be what matters
+    after 20, so trials from different rungs are not pooled: each budget value
+    (e.g. epochs) gets its own in-memory optuna study and its own fANOVA
+    (`FanovaImportanceEvaluator(seed=0)`, so reruns agree). The budget column is
+    never ranked, even if listed in `params`; without a budget (`budget=None`)
+    all trials form one table under the key None.
+
+    Returns {budget value: DataFrame[hyperparameter, importance,
+    distinct_values, trials]}, most important first, importances summing to 1.
+    A budget with fewer than `min_trials` trials is left out (see
+    `trial_counts`); a hyperparameter with one value at a budget has nothing
+    to explain there, so its importance is NaN and it is listed last; a budget
+    where the objective is constant, or where nothing varies, gets NaN for all.
+    """
+    ranked = [p for p in params if p != budget]
+    counts = trial_counts(frame, objective, budget)
+    data = frame.dropna(subset=[objective])
+    groups = [(None, data)] if budget is None else list(data.groupby(budget, sort=True))
+    result = {}
+    for value, rows in groups:
+        if counts.get(value, 0) < min_trials:
+            continue
+        distinct = {p: rows[p].map(_hashable).nunique() for p in ranked}
+        varying = [p for p in ranked if distinct[p] > 1]
+        # optuna needs every trial to have every parameter; a trial missing one cannot be placed.
+        complete = rows.dropna(subset=varying)
+        target = complete[objective].to_numpy(dtype=float)
+        importance = dict.fromkeys(ranked, math.nan)
+        if varying and len(complete) >= 2 and np.ptp(target) > 0:
+            importance.update(_fanova(complete, varying, target))
+        table = pd.DataFrame({"hyperparameter": ranked, "importance": [importance[p] for p in ranked],
+                              "distinct_values": [distinct[p] for p in ranked], "trials": len(rows)})
+        result[value] = (table.sort_values(["importance", "hyperparameter"], ascending=[False, True],
+                                           na_position="last").reset_index(drop=True))
+    return result
+
+
+def headline_budget(result: Dict[Hashable, pd.DataFrame], counts: Dict[Hashable, int],
+                    min_trials: int = 6) -> Optional[Hashable]:
+    """The highest budget with at least `min_trials` trials and a table in `result`:
+    the one closest to how the final model is trained. None if there is none."""
+    usable = [value for value in result if counts.get(value, 0) >= min_trials]
+    if not usable:
+        return None
+    # Without a budget column the only key is None, which does not sort.
+    return max(usable) if None not in usable else None
+
+
+def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray) -> Dict[str, float]:
+    distributions = {p: _distribution(rows[p]) for p in params}
+    # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
+    with _quiet_optuna():
+        study = optuna.create_study(direction="maximize")
+        for (_, row), value in zip(rows.iterrows(), target):
+            params_here = {p: _optuna_value(row[p], distributions[p]) for p in params}
+            study.add_trial(optuna.trial.create_trial(params=params_here, distributions=distributions,
+                                                      value=float(value)))
+        return optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=params)
+
+
+def _distribution(values: pd.Series) -> optuna.distributions.BaseDistribution:
+    """Infer what was searched from what was tried: integers -> IntDistribution,
+    other numbers -> FloatDistribution over the tried range, anything else
+    (words, lists of filters, booleans) -> categorical over their str()."""
+    numeric = _numeric(values)
+    if numeric is None:
+        return optuna.distributions.CategoricalDistribution(sorted(values.map(str).unique()))
+    if pd.api.types.is_integer_dtype(numeric):
+        return optuna.distributions.IntDistribution(int(numeric.min()), int(numeric.max()))
+    return optuna.distributions.FloatDistribution(float(numeric.min()), float(numeric.max()))
+
+
+def _optuna_value(value: Any, distribution: optuna.distributions.BaseDistribution) -> Any:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return str(value)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return int(value)
+    return float(value)
+
+
+def _numeric(values: pd.Series) -> Optional[pd.Series]:
+    """The values as numbers, or None if any is not one. Booleans count as
+    categories: True/False are not a range to interpolate over."""
+    if values.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+        return None
+    numeric = pd.to_numeric(values.map(_hashable), errors="coerce")
+    return numeric if numeric.notna().all() else None
+
+
+def _hashable(value: Any) -> Any:
+    # Filter lists like [32, 64, 128] are values of one hyperparameter; pandas cannot group lists.
+    return str(value) if isinstance(value, (list, tuple, dict, np.ndarray)) else value
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """create_study logs one INFO line per study; a report builds one per budget."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
+
+
+def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: int = 4,
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Mean `objective` per value of `param`, averaged over everything else.
+
+    Numbers with more than `max_bins` distinct values (continuous ranges) are
+    grouped into at most `max_bins` quantile bins (`pd.qcut`), so each group
+    has enough trials to average; otherwise one row per value, in order.
+    Filter to one budget first: means over mixed budgets mostly measure the
+    budget.
+
+    Returns DataFrame[value, count, mean, std, low, high]: low/high is a
+    t-interval (`scipy.stats.t.interval` with the standard error of the mean)
+    at `confidence`; NaN with a single trial, and the mean itself when all of
+    a group's trials agree.
+    """
+    data = frame.dropna(subset=[objective])
+    values = data[param].map(_hashable)
+    numeric = _numeric(values)
+    if numeric is not None and numeric.nunique() > max_bins:
+        keys = pd.qcut(numeric, q=max_bins, duplicates="drop")
+    elif numeric is not None:
+        keys = numeric
+    else:
+        keys = values.astype(str)
+    rows = []
+    for key, group in data[objective].astype(float).groupby(keys, sort=True, observed=True):
+        count, mean = len(group), float(group.mean())
+        std = float(group.std(ddof=1)) if count > 1 else math.nan
+        if count < 2:
+            low = high = math.nan
+        elif std == 0:
+            # scipy returns NaN for a zero scale; identical results pin the mean down.
+            low = high = mean
+        else:
+            low, high = scipy_stats.t.interval(confidence, count - 1, loc=mean, scale=scipy_stats.sem(group))
+        rows.append({"value": key, "count": count, "mean": mean, "std": std, "low": float(low), "high": float(high)})
+    return pd.DataFrame(rows, columns=["value", "count", "mean", "std", "low", "high"])
+
+
+def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) -> Optional[str]:
+    """A warning if the best value is at a bound of its searched range, else None.
+
+    When the best value is the smallest or largest offered, the optimum may lie
+    outside the space, so the space should be widened before trusting it.
+    `space_spec` is a search-space entry as in conf/tuner/search_space/*.yaml
+    (a dict, an OmegaConf node or `src.config.schema.HyperParameter`):
+    int/float ranges compare with the lowest and the highest reachable value
+    (min, and the last step at or below max), numeric choices with the
+    smallest and largest choice. Non-numeric choices (words, filter lists),
+    booleans and fixed values have no edge to report.
+    """
+    spec = _spec_dict(space_spec)
+    label = name or spec.get("key") or "hyperparameter"
+    kind = getattr(spec.get("type"), "value", spec.get("type")) or "float"
+    best = _as_number(best_value)
+    if best is None:
+        return None
+    if kind == "choice":
+        choices = list(spec.get("values") or [])
+        if len(choices) < 2 or any(_as_number(v) is None for v in choices):
+            return None
+        lowest, highest = min(choices, key=_as_number), max(choices, key=_as_number)
+    elif kind in ("int", "float") and spec.get("min") is not None and spec.get("max") is not None:
+        lowest = spec["min"]
+        top = _highest_reachable(float(lowest), float(spec["max"]), spec.get("step"),
+                                 getattr(spec.get("sampling"), "value", spec.get("sampling")))
+        highest = spec["max"] if _same(top, _as_number(spec["max"])) else (round(top) if kind == "int" else top)
+    else:
+        return None
+    if _same(_as_number(lowest), _as_number(highest)):
+        return None
+    for bound, word, short in ((highest, "largest", "max"), (lowest, "smallest", "min")):
+        if _same(best, _as_number(bound)):
+            return (f"{label}: best value {_show(best_value)} is the {word} offered ({short} {_show(bound)}): "
+                    "at the edge of the space: widen it")
+    return None
+
+
+def _same(x: float, y: float) -> bool:
+    # Stepped floats drift (0.1 + 5 * 0.1 != 0.6); logged values may be rounded.
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _spec_dict(space_spec: Any) -> Dict[str, Any]:
+    if isinstance(space_spec, Mapping):  # a dict or an OmegaConf DictConfig
+        return dict(space_spec)
+    if dataclasses.is_dataclass(space_spec):
+        return dataclasses.asdict(space_spec)
+    raise TypeError(f"a search-space entry should be a mapping, got {type(space_spec).__name__}")
+
+
+def _highest_reachable(low: float, high: float, step: Any, sampling: Any) -> float:
+    """keras-tuner offers min, min+step, ... up to max (min*step, ... with log
+    sampling), so with a step that does not divide the range the top is below max."""
+    if not step:
+        return high
+    step = float(step)
+    # The small slack keeps 0.1 + 5 * 0.1 from landing just under 0.6 and losing a step.
+    if sampling == "log" and step > 1:
+        return low * step ** math.floor(math.log(high / low) / math.log(step) + 1e-9)
+    return low + step * math.floor((high - low) / step + 1e-9)
+
+
+def _as_number(value: Any) -> Optional[float]:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    number = _as_number(value)
+    # round() hides float drift from stepping (0.6000000000000001) but keeps 2.0 looking like a float.
+    return repr(round(number, 10)) if number is not None else str(value)
