@@ -60,3 +60,16 @@ def run_cli(*overrides: str, env: dict | None = None, timeout: int = 600) -> sub
 def requires_shared_data():
     return pytest.mark.skipif(not (SHARED_CIFAR / "data_batch_1").is_file(),
                               reason=f"real CIFAR-10 not found at {SHARED_CIFAR}")
+
+
+def all_runs(uri: str) -> list:
+    """Every run in a test's SQLite store ([] if the store was never created)."""
+    from mlflow import MlflowClient
+
+    from src.tracking import store
+
+    path = store.sqlite_path(uri)
+    if path is None or not path.exists():
+        return []
+    client = MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, all_runs, run_cli
 
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "tracking.log_model=false")
 
@@ -106,14 +106,6 @@ def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tr
         assert [r.info.status for r in runs] == [status]
     if case_id == "unreachable-tracking-server":
         assert elapsed < 15 + 10, elapsed  # the check itself waits at most 5 s; the rest is start-up
-
-
-def all_runs(uri: str) -> list:
-    path = store.sqlite_path(uri)
-    if path is None or not path.exists():
-        return []
-    client = MlflowClient(uri)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import psutil
 import pytest
-from mlflow import MlflowClient
 
 from src.config import ModelConfig, ProjectError, TrainerConfig
 from src.core import memory
-from src.tracking import store
 
-from helpers import run_cli
+from helpers import all_runs, run_cli
 
 BIG = [8192, 16384, 32768]  # 3 blocks: about 100 GiB by the estimate
 
@@ -56,14 +54,6 @@ def test_check_fits_refuses_with_the_keys_to_change():
         assert text in message, message
 
 
-def all_runs(uri: str) -> list:
-    path = store.sqlite_path(uri)
-    if path is None or not path.exists():
-        return []
-    client = MlflowClient(uri)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
-
-
 def test_a_run_too_big_fails_before_training(synthetic_cifar, tracking_uri):
     if estimate(filters=BIG) < psutil.virtual_memory().available:
         pytest.skip("this machine has room for the 'too big' configuration")
@@ -82,7 +72,7 @@ def test_a_study_records_a_trial_too_big_as_failed_and_goes_on(synthetic_cifar, 
     big = memory.estimate_bytes(ModelConfig(filters=[8, 16], dense_units=[16], width=2048.0), TrainerConfig())
     if big < psutil.virtual_memory().available:
         pytest.skip("this machine has room for the 'too big' trial")
-    result = run_cli("+experiment=tune_grid", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+    result = run_cli("+experiment=tune_grid", "tuner.confirm.seeds=0", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
                      f"tuner.directory={tmp_path / 'tuner'}", "trainer.verbose=0", "tracking.log_model=false",
                      "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
                      "tuner.search_space.width.values=[1.0,2048.0,0.5]", "tuner.search_space.dropout.values=[0.25]",

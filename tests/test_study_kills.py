@@ -24,7 +24,7 @@ def overrides(synthetic_cifar, uri, tmp_path):
             f"tuner.directory={tmp_path / 'tuner'}", f"tuner.max_trials={TRIALS}", "tracking.log_model=false",
             "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=4",
             "trainer.steps_per_execution=1", "tuner.search_space.epochs.type=fixed",
-            "tuner.search_space.epochs.value=2")
+            "tuner.search_space.epochs.value=2", "tuner.confirm.seeds=0")
 
 
 def run_with_failpoint(failpoint: str, args) -> subprocess.CompletedProcess:

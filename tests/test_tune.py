@@ -18,7 +18,9 @@ from mlflow import MlflowClient
 
 from helpers import PROJECT_ROOT, run_cli
 
-TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32")
+# The confirmation stage has its own tests (test_confirm.py); these check the search.
+TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
+        "tuner.confirm.seeds=0")
 SHORT_EPOCHS = {
     "random": ("tuner.search_space.epochs.min=1", "tuner.search_space.epochs.max=2",
                "tuner.search_space.epochs.step=1"),

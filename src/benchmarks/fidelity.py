@@ -4,7 +4,7 @@
 
 A fixed sample of configurations from the study's space (conv width x
 dropout) is trained under the faithful setting (trainer/default: float32,
-batch 32) and under the fast one (trainer/fast: bfloat16, batch 256, sqrt
+batch 32) and under the fast one (trainer/fast: bfloat16, batch 64, sqrt
 learning-rate rule), at equal epochs, on the same held-out split and seed,
 alternating faithful/fast per configuration so that drift in the machine's
 speed hits both alike. It prints each configuration's best validation
@@ -38,7 +38,7 @@ from src.core import train  # noqa: E402
 log = logging.getLogger(__name__)
 
 FAITHFUL = TrainerConfig(verbose=0)
-FAST = TrainerConfig(batch_size=256, precision=Precision.mixed_bfloat16, lr_scaling=LrScaling.sqrt, verbose=0)
+FAST = TrainerConfig(batch_size=64, precision=Precision.mixed_bfloat16, lr_scaling=LrScaling.sqrt, verbose=0)  # trainer/fast
 # (width, dropout): two of each width, dropouts spread over the card's 0-0.6.
 SAMPLE: List[Tuple[float, float]] = [(0.5, 0.0), (0.5, 0.4), (1.0, 0.2), (1.0, 0.6),
                                      (1.5, 0.0), (1.5, 0.4), (2.0, 0.2), (2.0, 0.6)]

@@ -33,6 +33,7 @@ def run_search(workers: int, args, store: Path) -> dict:
                f"tuner.search_space.epochs.value={args.epochs}", f"data.limit_train={args.limit_train}",
                f"data.limit_test={args.limit_test}", "trainer.verbose=0", "tuner.final_fit=checkpoint",
                "tracking.log_model=false", "tracking.register_best_as=null", f"tracking.uri={uri}",
+               "tuner.confirm.seeds=0",  # trials per hour of the search alone
                f"tracking.experiment={experiment}", f"tuner.directory={store / 'tuner'}",
                f"hydra.run.dir={store / 'hydra' / experiment}"]
     if args.data_dir:

@@ -23,7 +23,7 @@ class ConfigError(ProjectError, ValueError):
 # Keys that say how or where a run executes, not what it computes: a report never
 # counts them as hyperparameters, and a study may resume with other values of them.
 NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
-                       "data.dir", "tuner.overwrite", "tuner.workers",
+                       "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm",
                        "data.train_images", "data.val_images", "data.test_images")
 
 
@@ -224,6 +224,23 @@ class HyperParameter:
 
 
 @dataclass
+class ConfirmConfig:
+    """After the search: the top_k configurations and the baseline, each retrained from
+    scratch with `seeds` seeds (0 = no confirmation stage)."""
+    top_k: int = 3
+    seeds: int = 3
+    epochs: Optional[int] = None  # null = each configuration's own epochs (Hyperband: tuner.max_epochs)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            _fail("tuner.confirm.top_k", self.top_k, "an integer >= 1")
+        if self.seeds < 0:
+            _fail("tuner.confirm.seeds", self.seeds, "0 (no confirmation) or a number of seeds >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            _fail("tuner.confirm.epochs", self.epochs, "null or an integer >= 1")
+
+
+@dataclass
 class TunerConfig:
     kind: TunerKind = TunerKind.random
     objective: str = "val_accuracy"
@@ -241,6 +258,7 @@ class TunerConfig:
     # processes, src/distributed.py); workers x trainer threads should match the cores.
     workers: int = 1
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
     def __post_init__(self) -> None:
         for key in ("max_trials", "max_epochs", "executions_per_trial", "hyperband_iterations", "workers"):

@@ -87,6 +87,12 @@ def declare(hp, space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
     return values
 
 
+def config_values(hp_values: Mapping[str, Any], space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
+    """A trial's values by hyperparameter name -> {config key: value} (keras-tuner's own
+    `tuner/...` entries left out)."""
+    return {spec.key: hp_values[name] for name, spec in space.items() if name in hp_values}
+
+
 def apply(base: Config, values: Mapping[str, Any], context: str = "") -> Config:
     """A copy of `base` with the config keys in `values` set, fully re-validated."""
     node = OmegaConf.structured(copy.deepcopy(base))

@@ -25,6 +25,7 @@ from src.analysis import compare
 from src.config import Config, FinalFit, TunerKind
 from src.core import data as data_module
 from src.core import evaluate, interrupt, train
+from src.jobs import confirm
 from src.jobs.job import OpenedJob
 from src.jobs.state import save_state_config, state_dir
 from src.jobs.tuner import CifarHyperModel, make_tuner
@@ -131,6 +132,11 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
                             "trials_finished": int(statuses.get("FINISHED", 0)),
                             "trials_failed": int(statuses.get("FAILED", 0))})
 
+        trials = {trial_id: trial.hyperparameters.values for trial_id, trial in tuner.oracle.trials.items()}
+        confirmation = confirm.confirm(cfg, board, trials, splits, study_tags, experiment_id)
+        if confirmation is not None:
+            mlflow.set_tag("mlflow.note.content", confirmation.summary())
+            log.info("%s", confirmation.summary())
         model, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, splits)
         logged.log_params_once(final)
         result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)

@@ -1,0 +1,60 @@
+"""The confirmation stage: the top-k configurations and the baseline retrained with N
+seeds as children of the study, the answer chosen on validation, compared with the
+baseline on the test set, and nothing repeated when the study resumes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from helpers import run_cli
+
+TOP_K, SEEDS = 2, 2
+
+
+def study(synthetic_cifar, uri, tmp_path):
+    return ("+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
+            f"tuner.directory={tmp_path / 'tuner'}", "tuner.max_trials=3", "tracking.log_model=false",
+            "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
+            "tuner.search_space.epochs.type=fixed", "tuner.search_space.epochs.value=2",
+            f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}")
+
+
+@pytest.mark.slow
+def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(synthetic_cifar, tracking_uri,
+                                                                               tmp_path):
+    args = study(synthetic_cifar, tracking_uri, tmp_path)
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("tune_random").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get("study_role") == "parent")
+    confirms = [r for r in runs if r.data.tags.get("study_role") == "confirm"]
+    assert len(confirms) == (TOP_K + 1) * SEEDS
+    assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
+    assert {r.info.status for r in confirms} == {"FINISHED"}
+    by_candidate = {}
+    for run in confirms:
+        by_candidate.setdefault(run.data.tags["confirm_candidate"], set()).add(run.data.params["seed"])
+        assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+        predicted = np.load(client.download_artifacts(run.info.run_id, "predictions/test_predicted_class.npy",
+                                                      str(tmp_path / run.info.run_id)), allow_pickle=False)
+        assert predicted.dtype == np.uint8 and predicted.shape == (60,)  # one class per test image
+    assert "baseline" in by_candidate and len(by_candidate) == TOP_K + 1
+    assert all(seeds == {"42", "43"} for seeds in by_candidate.values())
+    # The answer: best mean validation accuracy among the searched configurations, never the test set.
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "confirmation.csv", str(tmp_path / "t")))
+    means = table[table["candidate"] != "baseline"].groupby("candidate")["val_accuracy"].mean()
+    assert parent.data.tags["confirm_winner"] == means.idxmax()
+    assert parent.data.tags["confirm_significant"] in ("true", "false")
+    assert "Confirmed winner" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.metrics["confirm_difference_low"] <= parent.data.metrics["confirm_difference"] \
+        <= parent.data.metrics["confirm_difference_high"]
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    confirms_after = [r for r in client.search_runs([experiment], max_results=1000)
+                      if r.data.tags.get("study_role") == "confirm"]
+    assert sorted(r.info.run_id for r in confirms_after) == sorted(r.info.run_id for r in confirms)
