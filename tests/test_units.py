@@ -137,3 +137,41 @@ def test_experiments_hold_only_what_they_change():
                 assert value != getattr(current, "value", current), (path.name, f"{group}.{key}")
         for entry in text.get("defaults", []):
             assert not any(f"/{g}" in str(entry) for g in ("data", "model", "trainer")), (path.name, entry)
+
+
+# ---- the search space ------------------------------------------------------------
+
+def test_search_space_declares_each_entry_and_maps_it_to_its_config_key():
+    import keras_tuner
+
+    from src.config import search_space
+
+    cfg = composed("+experiment=tune_random")
+    hp = keras_tuner.HyperParameters()
+    values = search_space.declare(hp, cfg.tuner.search_space)
+    assert set(values) == {spec.key for spec in cfg.tuner.search_space.values()}
+    assert set(hp.values) == set(cfg.tuner.search_space)
+    trial_cfg = search_space.apply(cfg, values)
+    for key, value in values.items():
+        group, name = key.split(".", 1)
+        assert getattr(getattr(trial_cfg, group), name) == value
+    assert search_space.config_values({**hp.values, "tuner/epochs": 3}, cfg.tuner.search_space) == values
+
+
+def test_applying_a_value_re_runs_the_schema_checks():
+    from src.config import search_space
+
+    cfg = composed("+experiment=tune_random")
+    with pytest.raises(ConfigError, match=r"model\.dropout=1\.5 is not allowed"):
+        search_space.apply(cfg, {"model.dropout": 1.5})
+    assert cfg.model.dropout == 0.5  # the base config is untouched
+
+
+def test_a_range_that_reaches_an_invalid_value_is_refused_before_any_trial():
+    with pytest.raises(ConfigError, match=r"tuner\.search_space\.dropout can take 1\.2"):
+        composed("+experiment=tune_random", "tuner.search_space.dropout.max=1.2")
+
+
+def test_hyperband_may_not_tune_the_epochs_it_sets_itself():
+    with pytest.raises(ConfigError, match="Hyperband sets the epochs itself"):
+        composed("+experiment=tune_hyperband", "tuner/search_space=filters_dropout_epochs")
