@@ -83,8 +83,9 @@ def select(client, selector: str, kind: Optional[str] = None) -> Selection:
 
 
 def _from_parent(client, parent, selector: str, name: str, kind: str) -> Selection:
-    children = [r for r in child_runs(client, parent.info.experiment_id, parent.info.run_id)
-                if r.info.status == "FINISHED"]
+    # A study's leaderboard is its trials; its confirmation runs are a comparison of their own.
+    children = child_runs(client, parent.info.experiment_id, parent.info.run_id, status="FINISHED",
+                          role="trial" if kind == "study" else None)
     evaluated = [parent] if kind == "study" else [r for r in children if "test_accuracy" in r.data.metrics]
     return Selection(selector, name.replace("/", "_"), children, evaluated, kind)
 

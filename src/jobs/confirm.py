@@ -78,9 +78,8 @@ def candidates(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict]) -> Lis
 
 
 def _done(client, experiment_id: str, parent_id: str) -> Dict[Tuple[str, int], object]:
-    runs = child_runs(client, experiment_id, parent_id, status="FINISHED")
-    return {(r.data.tags["confirm_candidate"], int(r.data.params["seed"])): r for r in runs
-            if r.data.tags.get("study_role") == "confirm"}
+    runs = child_runs(client, experiment_id, parent_id, status="FINISHED", role="confirm")
+    return {(r.data.tags["confirm_candidate"], int(r.data.params["seed"])): r for r in runs}
 
 
 def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,

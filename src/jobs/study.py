@@ -70,8 +70,8 @@ def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, b
     columns = {name: f"hp.{name}" for name in names}
     if TunerKind(cfg.tuner.kind) is TunerKind.hyperband:
         columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
-    board = compare.leaderboard(compare.runs_frame(store.child_runs(client, experiment_id, parent_id,
-                                                                    as_frame=True), columns), objective)
+    trials = store.child_runs(client, experiment_id, parent_id, as_frame=True, role="trial")
+    board = compare.leaderboard(compare.runs_frame(trials, columns), objective)
     logged.replace_table(board, "leaderboard.json")
     mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
     mlflow.log_figure(compare.plot_objective_vs_params(board, names, objective),

@@ -92,8 +92,8 @@ class TrackedTrials:
         parent = self.parent_run_id or mlflow.active_run().info.run_id
         client = mlflow.MlflowClient()
         experiment_id = client.get_run(parent).info.experiment_id
-        done = [run for run in child_runs(client, experiment_id, parent, status="FINISHED")
-                if run.data.tags.get("trial_id") == trial_id and run.data.tags.get("study_role") == "trial"]
+        done = [run for run in child_runs(client, experiment_id, parent, status="FINISHED", role="trial")
+                if run.data.tags.get("trial_id") == trial_id]
         return done[-1] if done else None
 
     def run_trial(self, trial, *args, **kwargs):

@@ -195,12 +195,15 @@ def _experiment_artifacts(uri: str, name: str) -> Optional[str]:
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str, status: Optional[str] = None,
-               as_frame: bool = False):
-    """A run's children (a study's trials, a sweep's jobs), oldest first; only `status` if given.
-    As Run objects, or with `as_frame` as `mlflow.search_runs`' pandas table (same query)."""
+               as_frame: bool = False, role: Optional[str] = None):
+    """A run's children (a study's trials and confirmation runs, a sweep's jobs), oldest first;
+    only `status` and only `role` (tag study_role: trial, confirm) if given. As Run objects, or
+    with `as_frame` as `mlflow.search_runs`' pandas table (same query)."""
     query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
     if status:
         query += f" and attributes.status = '{status}'"
+    if role:
+        query += f" and tags.study_role = '{role}'"
     order = ["attributes.start_time ASC"]
     if as_frame:
         return mlflow.search_runs([experiment_id], query, max_results=10000, order_by=order)
