@@ -3,7 +3,7 @@
     python -m src.report baseline                # an experiment name
     python -m src.report tune_hyperband          # a study (tag `study`) or its experiment
     python -m src.report 2026-11-24/10-00-00     # a sweep (tag `sweep`), or a parent run id
-    python -m src.report seeds --tracking-uri sqlite:///mlruns/mlflow.db --out experiments/seeds
+    python -m src.report --experiment seeds --tracking-uri sqlite:///mlflow.db --out experiments/seeds
 
 The store is found as MLflow finds it (MLFLOW_TRACKING_URI, else the
 project's embedded store) unless --tracking-uri is given. Runs are read

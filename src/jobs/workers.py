@@ -5,7 +5,7 @@ keras-tuner's distributed mode runs the tuner in N + 1 processes: a chief
 workers (`tuner0`, `tuner1`, ...) that ask it for trials, train them and
 report back. The launching process (`python -m src.run ...`, see
 `jobs.study.run_study`) keeps the study's MLflow parent run open and starts the
-chief and the workers as `python -m src.distributed <launch.json>` on
+chief and the workers as `python -m src.jobs.workers <launch.json>` on
 127.0.0.1 and a free port. `<state dir>/launch/launch.json` tells them the
 parent run id, the tracking store and the config (`launch/config.yaml`:
 the study's config with one TensorFlow thread per worker unless set); each
@@ -241,7 +241,7 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
     return tuner_module.make_tuner(final_cfg, hypermodel, directory, study_tags)
 
 
-# ---- inside a chief or worker process: python -m src.distributed <launch.json> ----
+# ---- inside a chief or worker process: python -m src.jobs.workers <launch.json> ----
 
 def _exit_with_launcher(launcher_pid: int) -> None:
     """If the launcher dies without stopping us (SIGKILL), stop as on SIGTERM."""
