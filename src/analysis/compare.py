@@ -27,12 +27,10 @@ def search_frame(runs: Sequence) -> pd.DataFrame:
     return found.set_index("run_id").loc[ids].reset_index()
 
 
-def runs_frame(runs: pd.DataFrame | Sequence, param_columns: Dict[str, str]) -> pd.DataFrame:
-    """One row per run: name, status, the params in `param_columns` ({column: param key},
-    parsed as numbers where they are), the summary metrics, duration, ids. `runs` is an
-    `mlflow.search_runs` frame, or Run objects (read again through it)."""
-    if not isinstance(runs, pd.DataFrame):
-        runs = search_frame(runs)
+def runs_frame(runs: pd.DataFrame, param_columns: Dict[str, str]) -> pd.DataFrame:
+    """One row per run of an `mlflow.search_runs` frame: name, status, the params in
+    `param_columns` ({column: param key}, parsed as numbers where they are), the summary
+    metrics, duration, ids."""
     # mlflow.search_runs has a column only for the keys some run has.
     wanted = ["tags.mlflow.runName", "tags.trial_id", *(f"params.{k}" for k in param_columns.values()),
               *(f"metrics.{k}" for k in SUMMARY_METRICS)]
