@@ -72,4 +72,7 @@ def all_runs(uri: str) -> list:
     if path is None or not path.exists():
         return []
     client = MlflowClient(uri)
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+    # A command under test may be creating this store right now: wait for it, as the product does.
+    with store.creation_lock(uri):
+        experiments = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in experiments])

@@ -124,7 +124,9 @@ def test_signal_mid_epoch_ends_the_run_killed(signum, synthetic_cifar, tracking_
             run = runs[0]
             break
         time.sleep(0.2)
-    assert run is not None, "training did not start"
+    if run is None:
+        process.kill()
+        pytest.fail(f"training did not start; the command's stderr ends:\n{process.communicate()[1][-3000:]}")
     time.sleep(0.3)  # well inside an epoch of 45 batches
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)

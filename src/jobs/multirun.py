@@ -2,8 +2,7 @@
 
 `SweepTracking` is a Hydra callback (configured under `hydra.callbacks` in
 conf/config.yaml). On multirun start, in the launching process, it creates
-the SQLite store and the experiment (parallel jobs racing to create a fresh
-store crash in its schema migration), opens a parent run, and writes its id
+the SQLite store and the experiment once, opens a parent run, and writes its id
 into the sweep directory, where every job, whichever launcher ran it, finds
 it. When the sweep ends, even by a failed job, Ctrl-C or SIGTERM, the parent
 run is closed with a status derived from its children and their mean/std

@@ -9,12 +9,13 @@ every run.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import sqlite3
 import urllib.error
 import urllib.request
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -147,12 +148,31 @@ def _known_schema_revisions() -> set:
     return {script.revision for script in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()}
 
 
-def ensure_experiment(uri: str, name: str) -> str:
-    """Create the store and the experiment if needed; returns the experiment id.
+@contextmanager
+def creation_lock(uri: str):
+    """Hold while touching a SQLite store for the first time in a process.
 
-    Run it once before fanning out: several processes creating a fresh
-    SQLite store at once crash in its schema migration.
+    MLflow 3.17 creates and migrates a fresh SQLite store on first use, with no
+    lock: two processes doing it at once crash ("duplicate column name", "Online
+    migration expected to match one row", measured 2 of 3 processes failing).
+    An advisory lock on the store's directory makes the second wait until the
+    first has finished (no upstream issue found). A server store migrates once,
+    at `mlflow server` start, so it needs none.
     """
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(directory, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(directory)  # releases the lock
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store and the experiment if needed; returns the experiment id."""
     path = sqlite_path(uri)
     if path:
         try:
@@ -166,7 +186,8 @@ def ensure_experiment(uri: str, name: str) -> str:
 
     try:
         mlflow.set_tracking_uri(uri)
-        experiment = mlflow.get_experiment_by_name(name)
+        with creation_lock(uri):
+            experiment = mlflow.get_experiment_by_name(name)
         if experiment is None:
             try:
                 mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
