@@ -17,7 +17,7 @@ def study(synthetic_cifar, uri, tmp_path):
     return ("+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
             f"tuner.directory={tmp_path / 'tuner'}", "tuner.max_trials=3", "tracking.log_model=false",
             "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
-            "tuner.search_space.epochs.type=fixed", "tuner.search_space.epochs.value=2",
+            "tuner/search_space=width_dropout_epochs", "tuner.search_space.epochs.type=fixed", "tuner.search_space.epochs.value=2",
             f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}")
 
 

@@ -26,7 +26,8 @@ def overrides(synthetic_cifar, uri, tmp_path, confirm: bool = False):
     return (*stage, "+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
             f"tuner.directory={tmp_path / 'tuner'}", f"tuner.max_trials={TRIALS}", "tracking.log_model=false",
             "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=4",
-            "trainer.steps_per_execution=1", "tuner.search_space.epochs.type=fixed",
+            "trainer.steps_per_execution=1", "tuner/search_space=width_dropout_epochs",
+            "tuner.search_space.epochs.type=fixed",
             "tuner.search_space.epochs.value=2")
 
 

@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from helpers import PROJECT_ROOT, run_cli
 
 TINY_STUDY = ("+experiment=tune_random", "tuner.confirm.seeds=0", "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
+              "tuner/search_space=width_dropout_epochs",
               "tuner.search_space.epochs.min=1", "tuner.search_space.epochs.max=2",
               "tuner.search_space.epochs.step=1", "tuner.max_trials=4", "tracking.log_model=false",
               "tuner.workers=2")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from src.analysis import compare
 from src.config import ConfigError, register, validate
@@ -152,9 +153,9 @@ def test_search_space_declares_each_entry_and_maps_it_to_its_config_key():
     assert set(values) == {spec.key for spec in cfg.tuner.search_space.values()}
     assert set(hp.values) == set(cfg.tuner.search_space)
     trial_cfg = search_space.apply(cfg, values)
-    for key, value in values.items():
-        group, name = key.split(".", 1)
-        assert getattr(getattr(trial_cfg, group), name) == value
+    applied = OmegaConf.structured(trial_cfg)
+    for key, value in values.items():  # e.g. model.filters.0: one conv block's filters
+        assert OmegaConf.select(applied, key) == value
     assert search_space.config_values({**hp.values, "tuner/epochs": 3}, cfg.tuner.search_space) == values
 
 
@@ -170,6 +171,12 @@ def test_applying_a_value_re_runs_the_schema_checks():
 def test_a_range_that_reaches_an_invalid_value_is_refused_before_any_trial():
     with pytest.raises(ConfigError, match=r"tuner\.search_space\.dropout can take 1\.2"):
         composed("+experiment=tune_random", "tuner.search_space.dropout.max=1.2")
+
+
+def test_the_card_space_on_a_model_with_fewer_blocks_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"tuner\.search_space\.filters3\.key='model\.filters\.2' is not allowed with "
+                       r"model\.filters=\[8, 16\]: it sets entry 2 of a list of 2"):
+        composed("+experiment=tune_hyperband", "model.filters=[8,16]")
 
 
 def test_hyperband_may_not_tune_the_epochs_it_sets_itself():

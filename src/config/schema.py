@@ -248,6 +248,9 @@ class TunerConfig:
     max_epochs: int = 20  # Hyperband
     factor: int = 3  # Hyperband
     hyperband_iterations: int = 1
+    # Hyperband: each round continues from the previous round's best epoch with the
+    # optimizer's state (Adam's moments) as well as its weights; keras-tuner restores weights only.
+    carry_optimizer: bool = True
     executions_per_trial: int = 1
     seed: int = 42  # seeds the oracle; each trial's training uses the top-level seed
     overwrite: bool = False

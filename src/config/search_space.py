@@ -27,8 +27,14 @@ HYPERBAND_EPOCHS_KEY = "trainer.epochs"
 
 def _check_key(name: str, spec: HyperParameter, base: Config) -> None:
     where = f"tuner.search_space.{name}.key"
-    if not spec.key or OmegaConf.select(OmegaConf.structured(base), spec.key,
-                                        default="__missing__") == "__missing__":
+    node = OmegaConf.structured(base)
+    container, _, index = (spec.key or "").rpartition(".")
+    entries = OmegaConf.select(node, container, default=None) if container else None
+    if index.isdigit() and OmegaConf.is_list(entries) and int(index) >= len(entries):
+        raise ConfigError(f"{where}={spec.key!r} is not allowed with {container}={list(entries)}: it sets entry "
+                          f"{index} of a list of {len(entries)}; give {container} {int(index) + 1} entries, or "
+                          "choose a space that fits (e.g. tuner/search_space=width_dropout)")
+    if not spec.key or OmegaConf.select(node, spec.key, default="__missing__") == "__missing__":
         raise ConfigError(f"{where}={spec.key!r} is not allowed: expected a config key such as "
                           "model.dropout, model.width, model.filters.0, trainer.epochs, trainer.learning_rate")
     if spec.key.startswith(("tuner.", "tracking.", "data.")) or spec.key == "seed":

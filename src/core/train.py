@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import keras
+import numpy as np
 
 from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
 from src.config.schema import effective_learning_rate
@@ -136,6 +138,25 @@ def prepare_model(model_cfg: ModelConfig, trainer: TrainerConfig, seed: Optional
         keras.utils.set_random_seed(seed)
     set_precision(trainer.precision)
     return compile_model(build_cnn(model_cfg), trainer)
+
+
+def save_optimizer_state(model: keras.Model, path: Path) -> None:
+    """The optimizer's variables (Adam's moments and step count), through the
+    same `save_own_variables` that Keras's own `.keras` format uses; stored as
+    plain arrays (no pickle), written atomically."""
+    store: Dict[str, np.ndarray] = {}
+    model.optimizer.save_own_variables(store)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez(partial, **store)
+    partial.replace(path)
+
+
+def load_optimizer_state(model: keras.Model, path: Path) -> None:
+    """Continue from a saved optimizer state: the counterpart of `load_weights`."""
+    with np.load(path, allow_pickle=False) as saved:
+        store = {key: saved[key] for key in saved.files}
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.load_own_variables(store)
 
 
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,

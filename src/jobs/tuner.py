@@ -61,15 +61,38 @@ class CifarHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
         """Train inside the trial's MLflow run; Hyperband passes its own epochs."""
         cfg = self.trial_config(hp)
+        if self.base.tuner.carry_optimizer:
+            for callback in callbacks or []:
+                save_optimizer_with_best_epoch(callback)
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
         mlflow.log_params(flatten(dataclasses.asdict(trial_cfg)))
+        # > 0 where a Hyperband round continued the optimizer of the round before.
+        mlflow.log_param("optimizer.start_step", int(model.optimizer.iterations.numpy()))
         training = train.fit(model, self.splits, trainer, initial_epoch=initial_epoch,
                              callbacks=[*(callbacks or []), logged.epoch_logger()])
         logged.log_training(training, self.splits.validation)
         result = evaluate.evaluate(model, self.splits.x_val, self.splits.y_val, self.splits.class_names)
         logged.log_evaluation(result, "val", metrics=False)
         return training.keras_history
+
+
+def optimizer_state_path(checkpoint: str) -> Path:
+    return Path(checkpoint).with_name("optimizer.npz")
+
+
+def save_optimizer_with_best_epoch(callback) -> None:
+    """Make keras-tuner's best-epoch checkpoint (its `SaveBestEpoch`, which saves weights
+    only) save the optimizer's state beside the weights, at the same epoch."""
+    save_weights = getattr(callback, "_save_model", None)
+    if save_weights is None or not hasattr(callback, "filepath"):
+        return
+
+    def save_both():
+        save_weights()
+        train.save_optimizer_state(callback.model, optimizer_state_path(callback.filepath))
+
+    callback._save_model = save_both
 
 
 def trial_name(trial_id: str, values: Mapping) -> str:
@@ -131,6 +154,17 @@ class TrackedTrials:
         log.info("[%s] %s -> %s %.4f (%.0f s)", who, trial_name(trial.trial_id, values), objective, score,
                  time.perf_counter() - started)
         return histories
+
+    def _build_hypermodel(self, hp):
+        """Hyperband's next round loads the earlier round's best weights here (keras-tuner);
+        with tuner.carry_optimizer the optimizer's state from the same epoch follows."""
+        model = super()._build_hypermodel(hp)
+        previous = hp.values.get("tuner/trial_id")
+        if model is not None and previous and self.hypermodel.base.tuner.carry_optimizer:
+            saved = optimizer_state_path(self._get_checkpoint_fname(previous))
+            if saved.is_file():
+                train.load_optimizer_state(model, saved)
+        return model
 
     def on_trial_end(self, trial):
         try:
