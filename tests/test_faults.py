@@ -108,6 +108,17 @@ def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tr
         assert elapsed < 15 + 10, elapsed  # the check itself waits at most 5 s; the rest is start-up
 
 
+def test_no_data_dir_and_no_download_is_one_line_naming_what_to_set(tmp_path, tracking_uri):
+    # An unreachable proxy makes the download fail the same way with or without internet.
+    offline = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
+               "https_proxy": "http://127.0.0.1:9"}
+    result = run_cli("data.dir=null", f"tracking.uri={tracking_uri}", *TINY, env=offline, timeout=300)
+    assert result.returncode != 0
+    assert "data.dir is not set and CIFAR-10 could not be downloaded" in result.stderr, result.stderr[-2000:]
+    assert "CIFAR10_DIR" in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert all(run.info.status != "RUNNING" for run in all_runs(tracking_uri))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_epoch_ends_the_run_killed(signum, synthetic_cifar, tracking_uri):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -169,7 +169,12 @@ def load_keras_download() -> RawCifar:
     """The online path: Keras downloads and caches the official archive."""
     import keras  # deferred: importing Keras starts TensorFlow
 
-    (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as err:  # Keras raises a bare Exception for a failed fetch
+        first_line = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise DatasetError(f"data.dir is not set and CIFAR-10 could not be downloaded ({first_line}); "
+                           "set data.dir=<folder with cifar-10-batches-py files> or CIFAR10_DIR") from None
     return RawCifar(x_train, y_train.reshape(-1).astype(np.int64), x_test,
                     y_test.reshape(-1).astype(np.int64), list(CLASS_NAMES), KERAS_SOURCE, lossy=False)
 
