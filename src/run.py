@@ -68,9 +68,13 @@ def main(cfg: DictConfig) -> float:
 
     overrides = list(HydraConfig.get().overrides.task)
     try:
-        job = open_job(typed)  # the data, memory and store checks, before TensorFlow starts
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        if typed.tuner is not None and typed.tuner.plan:  # loads the data, probes speed; no store, no run
+            with native_stderr_to(output_dir / "tensorflow.log"):
+                from src.jobs import plan
+            return plan.show(typed)
+        job = open_job(typed)  # the data, memory and store checks, before TensorFlow starts
         with native_stderr_to(output_dir / "tensorflow.log"):
             from src.jobs.study import run_study
             from src.jobs.training import run_training

@@ -23,7 +23,7 @@ class ConfigError(ProjectError, ValueError):
 # Keys that say how or where a run executes, not what it computes: a report never
 # counts them as hyperparameters, and a study may resume with other values of them.
 NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
-                       "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm",
+                       "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm", "tuner.plan",
                        "data.train_images", "data.val_images", "data.test_images")
 
 
@@ -261,6 +261,8 @@ class TunerConfig:
     # processes, src/distributed.py); workers x trainer threads should match the cores.
     workers: int = 1
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
+    # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).
+    plan: bool = False
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ import psutil
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import evaluate, interrupt, memory, train
+from src.jobs import plan
 from src.tracking import logged
 from src.tracking.runs import flatten, tracked_run
 from src.tracking.store import child_runs
@@ -108,6 +109,7 @@ class TrackedTrials:
 
     study_tags: Dict[str, str] = {}
     parent_run_id: Optional[str] = None
+    progress: Optional[plan.Progress] = None
 
     def finished_in_mlflow(self, trial_id: str):
         """This trial's FINISHED child run, if a killed process ended it in MLflow but died
@@ -151,9 +153,22 @@ class TrackedTrials:
             interrupt.defer()
         interrupt.failpoint("trial_finished_in_mlflow")
         who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
-        log.info("[%s] %s -> %s %.4f (%.0f s)", who, trial_name(trial.trial_id, values), objective, score,
-                 time.perf_counter() - started)
+        log.info("[%s] %s -> %s %.4f (%.0f s); %s", who, trial_name(trial.trial_id, values), objective, score,
+                 time.perf_counter() - started,
+                 self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories)))
         return histories
+
+    def progress_line(self, values: Mapping, epochs_trained: int) -> str:
+        """Trial k of N and the ETA, counted from the study's FINISHED trial runs in MLflow
+        (the one record every worker, and a resumed study, shares)."""
+        if self.progress is None:
+            self.progress = plan.Progress(self.hypermodel.base)
+        parent = self.parent_run_id or mlflow.active_run().info.run_id
+        client = mlflow.MlflowClient()
+        done = child_runs(client, client.get_run(parent).info.experiment_id, parent, status="FINISHED",
+                          role="trial")
+        epochs = sum(int(run.data.metrics.get("epochs_trained", 0)) for run in done)
+        return self.progress.line(len(done), epochs, epochs_trained, values)
 
     def _build_hypermodel(self, hp):
         """Hyperband's next round loads the earlier round's best weights here (keras-tuner);

@@ -1,0 +1,226 @@
+"""A study's cost before launch (`tuner.plan=true`) and its progress during the search.
+
+The plan counts what the tuner will train: Hyperband's brackets and rounds
+from keras-tuner's own schedule (`HyperbandOracle`), max_trials for the other
+tuners, plus the confirmation stage. Its wall-time estimate comes from a short
+throughput probe on this machine: the space's smallest and largest models,
+each trained for a few batches at the study's trainer settings (one thread
+per worker when the study runs workers), so the estimate is a range.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import statistics
+import time
+from typing import Dict, List, Optional, Tuple
+
+import keras_tuner  # noqa: F401 - imports TensorFlow here, where run.py catches its start-up noise
+import numpy as np
+
+from src.config import Config, TunerKind, search_space
+from src.config.schema import HyperParameterType
+
+log = logging.getLogger("src.jobs.study")
+PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model
+PROBE_MODELS = 4
+EVAL_SPEEDUP = 3.0  # a forward pass alone, against forward + backward (measured 2.7-3.4x here)
+
+
+@dataclasses.dataclass
+class Round:
+    bracket: int
+    round: int
+    trials: int
+    epochs: int  # trained in this round by each trial (Hyperband continues from the round before)
+
+
+@dataclasses.dataclass
+class Plan:
+    rounds: List[Round]  # Hyperband's schedule; one entry for the other tuners
+    search_epochs: int
+    confirm_runs: int
+    confirm_epochs: int
+
+    @property
+    def trials(self) -> int:
+        return sum(r.trials for r in self.rounds)
+
+    @property
+    def epochs(self) -> int:
+        return self.search_epochs + self.confirm_epochs
+
+
+def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> List[Round]:
+    """keras-tuner's Hyperband schedule: brackets from the most aggressive down, each
+    a sequence of rounds; a trial of round r trains from epochs(r-1) to epochs(r)."""
+    oracle = keras_tuner.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=max_epochs, factor=factor,
+                             hyperband_iterations=iterations)
+    rounds = []
+    for _ in range(iterations):
+        for bracket in reversed(range(oracle._get_num_brackets())):
+            for index in range(oracle._get_num_rounds(bracket)):
+                before = oracle._get_epochs(bracket, index - 1) if index else 0
+                rounds.append(Round(bracket, index, oracle._get_size(bracket, index),
+                                    oracle._get_epochs(bracket, index) - before))
+    return rounds
+
+
+def plan(cfg: Config) -> Plan:
+    tuner = cfg.tuner
+    if TunerKind(tuner.kind) is TunerKind.hyperband:
+        rounds = hyperband_rounds(tuner.max_epochs, tuner.factor, tuner.hyperband_iterations)
+        confirm_epochs = tuner.confirm.epochs or tuner.max_epochs
+    else:
+        trials = min(tuner.max_trials, _grid_size(cfg)) if TunerKind(tuner.kind) is TunerKind.grid \
+            else tuner.max_trials
+        epochs = _expected_epochs(cfg)
+        rounds = [Round(0, 0, trials, epochs)]
+        confirm_epochs = tuner.confirm.epochs or epochs
+    search = sum(r.trials * r.epochs for r in rounds) * tuner.executions_per_trial
+    runs = (tuner.confirm.top_k + 1) * tuner.confirm.seeds
+    return Plan(rounds, search, runs, runs * confirm_epochs)
+
+
+def _grid_size(cfg: Config) -> int:
+    size = 1
+    for spec in cfg.tuner.search_space.values():
+        if HyperParameterType(spec.type) is HyperParameterType.choice:
+            size *= len(spec.values)
+        elif HyperParameterType(spec.type) is HyperParameterType.boolean:
+            size *= 2
+        elif HyperParameterType(spec.type) is not HyperParameterType.fixed:
+            step = spec.step or 1
+            size *= int(round((spec.max - spec.min) / step)) + 1
+    return size
+
+
+def _expected_epochs(cfg: Config) -> int:
+    """Epochs per trial: the config's, or the middle of the space's epochs range (sampled uniformly)."""
+    for spec in cfg.tuner.search_space.values():
+        if spec.key == search_space.HYPERBAND_EPOCHS_KEY:
+            kind = HyperParameterType(spec.type)
+            if kind is HyperParameterType.choice:
+                return math.ceil(statistics.fmean(spec.values))
+            if kind is HyperParameterType.fixed:
+                return int(spec.value)
+            return math.ceil((spec.min + spec.max) / 2)
+    return cfg.trainer.epochs
+
+
+def sample_models(cfg: Config, count: int = PROBE_MODELS) -> List[Config]:
+    """`count` configurations of the space's model.* hyperparameters, drawn uniformly (seeded):
+    the study's models differ in cost by an order of magnitude, so one probe would mislead."""
+    rng = np.random.default_rng(cfg.tuner.seed)
+    samples = []
+    for _ in range(count):
+        values = {}
+        for spec in cfg.tuner.search_space.values():
+            if not spec.key.startswith("model.") or spec.key == "model.dropout":
+                continue  # dropout costs nothing
+            kind = HyperParameterType(spec.type)
+            if kind is HyperParameterType.choice:
+                values[spec.key] = spec.values[int(rng.integers(len(spec.values)))]
+            elif kind is HyperParameterType.int:
+                values[spec.key] = int(rng.integers(int(spec.min), int(spec.max) + 1))
+            elif kind is HyperParameterType.float:
+                values[spec.key] = float(rng.uniform(spec.min, spec.max))
+        samples.append(search_space.apply(cfg, values))
+    return samples
+
+
+def probe_rate(cfg: Config) -> float:
+    """Training images/s of this config's model at its trainer settings, on random data."""
+    from src.core import train
+
+    trainer = cfg.trainer
+    model = train.prepare_model(cfg.model, trainer, seed=cfg.seed)
+    batches = max(PROBE_BATCHES, trainer.steps_per_execution)
+    rng = np.random.default_rng(0)
+    x = rng.random((batches * trainer.batch_size, 32, 32, 3), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, len(x))]
+    model.fit(x[: trainer.batch_size * trainer.steps_per_execution], y[: trainer.batch_size * trainer.steps_per_execution],
+              batch_size=trainer.batch_size, epochs=1, verbose=0)  # builds the graph
+    started = time.perf_counter()
+    model.fit(x, y, batch_size=trainer.batch_size, epochs=1, verbose=0)
+    return len(x) / (time.perf_counter() - started)
+
+
+def estimate_minutes(the_plan: Plan, train_images: int, val_images: int, seconds_per_image: float,
+                     workers: int) -> float:
+    """Wall minutes at `seconds_per_image` per worker: training plus per-epoch validation."""
+    seconds_per_epoch = seconds_per_image * (train_images + val_images / EVAL_SPEEDUP)
+    search = the_plan.search_epochs * seconds_per_epoch / workers
+    return (search + the_plan.confirm_epochs * seconds_per_epoch) / 60  # confirmation runs one at a time
+
+
+def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
+             rates: Optional[List[Tuple[str, float]]] = None) -> str:
+    tuner = cfg.tuner
+    lines = [f"plan for study {tuner.project_name}: {TunerKind(tuner.kind).value}, "
+             f"{tuner.workers} worker(s), trainer batch {cfg.trainer.batch_size}, precision "
+             f"{getattr(cfg.trainer.precision, 'value', cfg.trainer.precision)}"]
+    if TunerKind(tuner.kind) is TunerKind.hyperband:
+        lines.append("  bracket round  trials  epochs each")
+        lines += [f"  {r.bracket:>7} {r.round:>5} {r.trials:>7} {r.epochs:>12}" for r in the_plan.rounds]
+    else:
+        lines.append(f"  {the_plan.trials} trials x {the_plan.rounds[0].epochs} epochs")
+    lines.append(f"  search: {the_plan.trials} trials, {the_plan.search_epochs} epochs, "
+                 f"{the_plan.search_epochs * train_images:,} training images")
+    lines.append(f"  confirmation: {the_plan.confirm_runs} runs, {the_plan.confirm_epochs} epochs, "
+                 f"{the_plan.confirm_epochs * train_images:,} training images")
+    lines.append(f"  in all: {the_plan.epochs} epochs of {train_images:,} training and {val_images:,} "
+                 f"validation images ({the_plan.epochs * train_images:,} training images)")
+    if rates:
+        lines.append("  throughput probe (images/s per worker): "
+                     + ", ".join(f"{name} {rate:,.0f}" for name, rate in rates))
+        mean_cost = statistics.fmean(1 / rate for _, rate in rates)  # seconds per image, averaged over models
+        low, high = (estimate_minutes(the_plan, train_images, val_images, 1 / rate, tuner.workers)
+                     for rate in (max(r for _, r in rates), min(r for _, r in rates)))
+        lines.append(f"  estimated wall time on this machine: about "
+                     f"{estimate_minutes(the_plan, train_images, val_images, mean_cost, tuner.workers):.0f} min "
+                     f"(from {low:.0f} if every model were the fastest probed to {high:.0f} if the slowest)")
+    return "\n".join(lines)
+
+
+def show(cfg: Config) -> None:
+    """`tuner.plan=true`: the plan and its time estimate; trains nothing, creates no run."""
+    from src.core import data as data_module
+    from src.core import train
+
+    if cfg.tuner.workers > 1:
+        from src.jobs.workers import worker_config
+
+        probed = worker_config(cfg)
+    else:
+        probed = cfg
+    train.set_threads(probed.trainer)  # first: only possible before TensorFlow runs an op
+    splits = data_module.load(cfg.data, cfg.seed)
+    the_plan = plan(cfg)
+    rates = [("filters " + "/".join(map(str, model.model.conv_filters)), probe_rate(model))
+             for model in sample_models(probed)]
+    log.info("%s", describe(cfg, the_plan, len(splits.x_train), len(splits.x_val), rates))
+
+
+class Progress:
+    """Trial k of N (Hyperband: bracket and round) and an ETA from the epochs done so far."""
+
+    def __init__(self, cfg: Config):
+        self.plan = plan(cfg)
+        self.workers = cfg.tuner.workers
+        self.started = time.perf_counter()
+        self.epochs_done_here = 0
+
+    def line(self, trials_done: int, epochs_done: int, epochs_this_trial: int, values: Dict) -> str:
+        self.epochs_done_here += epochs_this_trial
+        where = f"trial {trials_done} of {self.plan.trials}"
+        if "tuner/bracket" in values:
+            where += f" (bracket {values['tuner/bracket']}, round {values['tuner/round']})"
+        remaining = max(self.plan.search_epochs - epochs_done, 0)
+        elapsed = time.perf_counter() - self.started
+        if not self.epochs_done_here or not remaining:
+            return where
+        # Every worker trains at about this process's rate, on the remaining epochs together.
+        eta = remaining * elapsed / self.epochs_done_here / self.workers
+        return f"{where}, search ETA {eta / 60:.0f} min"
