@@ -209,3 +209,15 @@ def test_hyperband_may_not_tune_epochs(tracking_uri):
                      "tuner/search_space=filters_dropout_epochs")
     assert result.returncode != 0
     assert "tuner.search_space.epochs.key='trainer.epochs'" in result.stderr and "Hyperband" in result.stderr
+
+
+def test_plan_prints_the_cost_and_creates_no_run(synthetic_cifar, tracking_uri, tmp_path):
+    result = run_cli(*study_overrides("hyperband", synthetic_cifar, tracking_uri, tmp_path, "tuner.plan=true"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "plan for study tune_hyperband: hyperband" in out, out[-2000:]
+    # max_epochs 2, factor 2: bracket 1 trains 2 trials 1 epoch, then 1 of them 1 more; bracket 0 2 x 2.
+    assert "search: 5 trials, 7 epochs, 1,260 training images" in out, out[-2000:]
+    assert "throughput probe (images/s per worker)" in out and "estimated wall time on this machine" in out
+    assert not Path(tracking_uri[len("sqlite:///"):]).exists()  # no store, no run
+    assert not (tmp_path / "tuner").exists()  # no tuner state

@@ -179,9 +179,14 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
         low, high = (estimate_minutes(the_plan, train_images, val_images, 1 / rate, tuner.workers)
                      for rate in (max(r for _, r in rates), min(r for _, r in rates)))
         lines.append(f"  estimated wall time on this machine: about "
-                     f"{estimate_minutes(the_plan, train_images, val_images, mean_cost, tuner.workers):.0f} min "
-                     f"(from {low:.0f} if every model were the fastest probed to {high:.0f} if the slowest)")
+                     f"{_duration(estimate_minutes(the_plan, train_images, val_images, mean_cost, tuner.workers))} "
+                     f"(from {_duration(low)} if every model were the fastest probed to {_duration(high)} "
+                     "if the slowest), besides start-up and per-trial logging")
     return "\n".join(lines)
+
+
+def _duration(minutes: float) -> str:
+    return f"{minutes * 60:.0f} s" if minutes < 2 else f"{minutes:.0f} min"
 
 
 def show(cfg: Config) -> None:
