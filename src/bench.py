@@ -4,6 +4,7 @@
     sweep     a multirun through the sequential and the parallel launcher
     tuner     a study with 1 tuner worker and with 2
     fidelity  the fast study setting against the faithful one: same ranking of configurations?
+    study     one small Hyperband study, faithful and fast: wall time, trials/hour, ranking
 
 `python -m src.bench <name> --help` lists a benchmark's options.
 """
@@ -13,7 +14,8 @@ import importlib
 import sys
 
 BENCHMARKS = {"training": "src.benchmarks.training", "sweep": "src.benchmarks.sweep",
-              "tuner": "src.benchmarks.tuner", "fidelity": "src.benchmarks.fidelity"}
+              "tuner": "src.benchmarks.tuner", "fidelity": "src.benchmarks.fidelity",
+              "study": "src.benchmarks.study"}
 
 
 def main(argv=None) -> int:
