@@ -6,15 +6,21 @@ In one process, alternating A B C A B C ... so that drift in the machine's
 speed hits all alike, each variant trains a fresh model of the baseline
 architecture on the same images for one warm-up epoch plus `--epochs` timed
 epochs. It prints each variant's median training images/s, the ratios, and
-its share of this CPU's float32 limit: training FLOPs per image (analytic,
-3x the forward pass) x images/s / the float32 matmul rate measured on the spot.
+its share of this CPU's limit: training FLOPs per image (analytic, 3x the
+forward pass) x images/s / the matmul rate measured on the spot.
 
   notebook  model.compile(optimizer='adam', ...); model.fit(x, y, batch_size=32)   (float32)
   ours      the project's training path (src/train.py) at batch 32, float32: same math
+  fast      the fast study setting (trainer/fast): bfloat16, batch 64, sqrt learning-rate rule
   sweep     the project's path with trainer.precision=mixed_bfloat16, batch 256
 
+Each variant's share is of its own precision's limit: the float32 or the
+bfloat16 matmul rate, both measured on the spot. `--profile` adds where one
+training step's time goes, layer by layer (src/benchmarks/profile.py).
+
 The last line is machine-readable:
-speedup=<ours/notebook> sweep_speedup=<sweep/notebook> ours_img_s=<n> notebook_img_s=<n> roofline_share=<ours>
+speedup=<ours/notebook> fast_speedup=<fast/notebook> sweep_speedup=<sweep/notebook> ours_img_s=<n>
+notebook_img_s=<n> roofline_share=<ours> fast_roofline_share=<fast> bf16_matmul_x=<bf16/f32 matmul rate>
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
-from src.config import DataConfig, ModelConfig, Precision, TrainerConfig, Validation  # noqa: E402
+from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig, Validation  # noqa: E402
 from src.core import data as data_module  # noqa: E402
 from src.core import train  # noqa: E402
 from src.core.model import build_cnn  # noqa: E402
@@ -53,12 +59,13 @@ def training_flops_per_image(cfg: ModelConfig, size: int = 32, channels: int = 3
     return 3 * flops
 
 
-def matmul_gflops(seconds: float = 2.0, n: int = 2048) -> float:
-    """This CPU's float32 matmul rate, measured now (TensorFlow, all threads)."""
+def matmul_gflops(seconds: float = 2.0, n: int = 2048, dtype: str = "float32") -> float:
+    """This CPU's matmul rate in `dtype` (float32 or bfloat16), measured now (TensorFlow,
+    all threads): the limit a training step in that precision is held against."""
     import tensorflow as tf
 
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     tf.linalg.matmul(a, b).numpy()  # warm-up
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -103,52 +110,14 @@ def project_way(trainer: TrainerConfig) -> Callable:
     return run
 
 
+FAST = TrainerConfig(batch_size=64, precision=Precision.mixed_bfloat16, lr_scaling=LrScaling.sqrt)  # trainer/fast
 VARIANTS: Dict[str, Callable] = {
     "notebook": notebook_way,
     "ours": project_way(TrainerConfig(batch_size=32, precision=Precision.float32)),
+    "fast": project_way(FAST),
     "sweep": project_way(TrainerConfig(batch_size=256, precision=Precision.mixed_bfloat16)),
 }
-
-
-def profile_step(splits, batch_size: int = 32, steps: int = 200) -> Dict[str, float]:
-    """Where a batch's time goes (milliseconds per batch of 32, float32):
-    Keras `fit` as a whole, the same training step as one compiled TensorFlow
-    function on a batch already in memory (no data pipeline, no callbacks, no
-    Keras loop), and the forward pass alone."""
-    import tensorflow as tf
-
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_cnn(ModelConfig())
-    optimizer = keras.optimizers.Adam()
-    loss_fn = keras.losses.CategoricalCrossentropy()
-    x = tf.constant(splits.x_train[:batch_size])
-    y = tf.constant(splits.y_train[:batch_size])
-
-    @tf.function
-    def train_step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-
-    @tf.function
-    def forward():
-        return model(x, training=False)
-
-    def per_call(function) -> float:
-        function().numpy()
-        started = time.perf_counter()
-        for _ in range(steps):
-            result = function()
-        result.numpy()
-        return (time.perf_counter() - started) / steps * 1000
-
-    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    timer = EpochTimer()
-    images = splits.x_train[:steps * batch_size]
-    model.fit(images, splits.y_train[:len(images)], epochs=2, batch_size=batch_size, callbacks=[timer], verbose=0)
-    return {"fit": timer.seconds[-1] / (len(images) / batch_size) * 1000,
-            "compiled_step": per_call(train_step), "forward": per_call(forward)}
+PRECISION = {"notebook": "float32", "ours": "float32", "fast": "bfloat16", "sweep": "bfloat16"}
 
 
 def load_images(args) -> "data_module.Splits":
@@ -176,9 +145,10 @@ def main(argv=None) -> None:
 
     splits = load_images(args)
     flops = training_flops_per_image(ModelConfig())
-    rate = matmul_gflops()
+    rates = {dtype: matmul_gflops(dtype=dtype) for dtype in ("float32", "bfloat16")}
     print(f"{splits.x_train.shape[0]} images per epoch; {flops / 1e6:.1f} MFLOP per training image; "
-          f"float32 matmul rate {rate:.0f} GFLOP/s (measured now)", flush=True)
+          f"matmul rate (measured now): float32 {rates['float32']:.0f} GFLOP/s, bfloat16 {rates['bfloat16']:.0f} "
+          f"GFLOP/s ({rates['bfloat16'] / rates['float32']:.2f}x)", flush=True)
     timings: Dict[str, List[float]] = {name: [] for name in VARIANTS}
     for round_index in range(args.rounds):
         for name, variant in VARIANTS.items():
@@ -188,21 +158,24 @@ def main(argv=None) -> None:
             print(f"round {round_index + 1} {name:8s} "
                   + " ".join(f"{splits.x_train.shape[0] / s:7.0f}" for s in seconds) + " images/s", flush=True)
     speed = {name: splits.x_train.shape[0] / statistics.median(s) for name, s in timings.items()}
-    share = {name: flops * value / (rate * 1e9) for name, value in speed.items()}
+    # Each setting against the limit of its own precision: bfloat16 matmuls run faster here.
+    share = {name: flops * value / (rates[PRECISION[name]] * 1e9) for name, value in speed.items()}
     if args.profile:
-        keras.backend.clear_session()
-        parts = profile_step(splits)
-        print(f"\nper batch of 32 (float32): Keras fit {parts['fit']:.2f} ms; the same step compiled, data in "
-              f"memory {parts['compiled_step']:.2f} ms ({parts['compiled_step'] / parts['fit']:.0%}); forward pass "
-              f"{parts['forward']:.2f} ms. At {rate:.0f} GFLOP/s a step's {32 * flops / 1e6:.0f} MFLOP would take "
-              f"{32 * flops / (rate * 1e9) * 1000:.2f} ms.")
+        from src.benchmarks import profile
+
+        for label, trainer in (("float32, batch 32", TrainerConfig()), ("fast: bfloat16, batch 64", FAST)):
+            keras.backend.clear_session()
+            print(f"\nwhere a training step goes ({label}):")
+            print(profile.report(profile.step_profile(splits, trainer),
+                                 rates["bfloat16" if trainer.precision is Precision.mixed_bfloat16 else "float32"]))
     print()
     for name in VARIANTS:
         print(f"{name:8s} {speed[name]:7.0f} images/s  {speed[name] / speed['notebook']:.2f}x notebook  "
-              f"{share[name]:.0%} of the float32 limit")
-    print(f"speedup={speed['ours'] / speed['notebook']:.2f} sweep_speedup={speed['sweep'] / speed['notebook']:.2f} "
-          f"ours_img_s={speed['ours']:.0f} notebook_img_s={speed['notebook']:.0f} roofline_share={share['ours']:.2f}")
-
+              f"{share[name]:.0%} of the {PRECISION[name]} matmul limit")
+    print(f"speedup={speed['ours'] / speed['notebook']:.2f} fast_speedup={speed['fast'] / speed['notebook']:.2f} "
+          f"sweep_speedup={speed['sweep'] / speed['notebook']:.2f} ours_img_s={speed['ours']:.0f} "
+          f"notebook_img_s={speed['notebook']:.0f} roofline_share={share['ours']:.2f} "
+          f"fast_roofline_share={share['fast']:.2f} bf16_matmul_x={rates['bfloat16'] / rates['float32']:.2f}")
 
 if __name__ == "__main__":
     sys.exit(main())
