@@ -6,12 +6,18 @@ resumed study has trials from several processes).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+import ast
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import mlflow
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from src.config import ModelConfig, ProjectError
+from src.core import memory
 
 SUMMARY_METRICS = ["best_val_accuracy", "best_val_epoch", "val_accuracy", "val_loss", "test_accuracy",
                    "epochs_trained", "train_seconds"]
@@ -45,6 +51,23 @@ def runs_frame(runs: pd.DataFrame, param_columns: Dict[str, str]) -> pd.DataFram
     return frame.reset_index(drop=True)
 
 
+def model_parameters(metrics: Mapping[str, float], params: Mapping[str, str]) -> float:
+    """A run's parameter count: its `model_parameters` metric, else counted from its
+    logged model config (runs that did not log the metric, e.g. a study's trials)."""
+    logged = metrics.get("model_parameters")
+    if logged is not None and not math.isnan(logged):
+        return float(logged)
+    try:
+        model = ModelConfig(filters=list(ast.literal_eval(params["model.filters"])),
+                            width=float(params.get("model.width", 1.0)),
+                            kernel_size=int(params.get("model.kernel_size", 3)),
+                            dense_units=list(ast.literal_eval(params["model.dense_units"])),
+                            dropout=float(params.get("model.dropout", 0.5)))
+    except (KeyError, ValueError, SyntaxError, TypeError, ProjectError):
+        return math.nan  # not a run of this project's CNN
+    return float(memory.count(model)[0])
+
+
 def _parse(value):
     if not isinstance(value, str):  # a run without the param
         return None
@@ -70,24 +93,45 @@ def leaderboard(frame: pd.DataFrame, objective: str = "best_val_accuracy") -> pd
     return ranked.drop(columns="_finished").reset_index(drop=True)
 
 
-def plot_objective_vs_params(frame: pd.DataFrame, columns: List[str], objective: str = "best_val_accuracy") -> Figure:
-    """One panel per hyperparameter: each finished run's objective against its value."""
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A markdown table (pandas' own `to_markdown` needs the optional `tabulate`)."""
+    def cell(value):
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}f}"
+        return str(value)
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def plot_objective_vs_params(frame: pd.DataFrame, columns: List[str], objective: str = "best_val_accuracy",
+                             budget: Optional[str] = None) -> Figure:
+    """One panel per hyperparameter: each finished run's objective against its value;
+    with `budget` (Hyperband's epochs) one colour per budget, since a trial's score
+    depends on how long it trained as much as on its hyperparameters."""
     finished = frame[frame["status"] == "FINISHED"]
+    groups = [(None, finished)] if budget is None else list(finished.groupby(budget, sort=True))
+    palette = colormaps["viridis"].resampled(max(2, len(groups)))
     figure = Figure(figsize=(4 * max(1, len(columns)), 3.5), dpi=80, layout="constrained")
     for index, column in enumerate(columns):
         axes = figure.add_subplot(1, max(1, len(columns)), index + 1)
-        values = finished[column]
-        if values.map(lambda v: isinstance(v, (int, float))).all():
-            axes.scatter(values.astype(float), finished[objective], alpha=0.7)
-        else:  # lists or words: one slot per distinct value
-            labels = sorted(values.astype(str).unique())
-            positions = values.astype(str).map({label: i for i, label in enumerate(labels)})
-            axes.scatter(positions, finished[objective], alpha=0.7)
+        numeric = finished[column].map(lambda v: isinstance(v, (int, float))).all()
+        # Lists or words: one slot per distinct value.
+        labels = [] if numeric else sorted(finished[column].astype(str).unique())
+        for group_index, (value, rows) in enumerate(groups):
+            positions = (rows[column].astype(float) if numeric
+                         else rows[column].astype(str).map({label: i for i, label in enumerate(labels)}))
+            axes.scatter(positions, rows[objective], alpha=0.7, color=None if budget is None else palette(group_index),
+                         label=None if budget is None else f"{budget} {value}")
+        if labels:
             axes.set_xticks(range(len(labels)), labels=labels, rotation=20)
         axes.set_xlabel(column)
         axes.set_ylabel(objective)
         axes.grid(alpha=0.3)
-    figure.suptitle(f"{objective} against each hyperparameter")
+        if budget is not None and index == 0:
+            axes.legend(fontsize=7)
+    figure.suptitle(f"{objective} against each hyperparameter" + (f", by {budget}" if budget else ""))
     return figure
 
 

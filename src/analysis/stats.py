@@ -1,4 +1,4 @@
-"""Small statistics for comparing runs: spreads, differences (paired over seeds and test images), importances."""
+"""Small statistics for comparing runs: spreads, differences (paired over seeds and test images, or not), importances."""
 from __future__ import annotations
 
 import math
@@ -17,11 +17,41 @@ def mean_std(values: np.ndarray) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f} (sd)"
 
 
+def verdict(estimate: float, low: float, high: float, confidence: float, detail: str,
+            a: str = "A", b: str = "B") -> str:
+    """One sentence, in points, from the better model's side: the difference, its
+    interval, what it rests on (`detail`) and whether it is significant."""
+    if estimate > 0:
+        head, low, high = f"{a} is {100 * estimate:.2f} points more accurate than {b}", low, high
+    elif estimate < 0:
+        head, low, high = f"{b} is {-100 * estimate:.2f} points more accurate than {a}", -high, -low
+    else:
+        head = f"{a} and {b} are equally accurate"
+    significant = low > 0 or high < 0
+    words = "significant" if significant else "not significant (the interval includes 0)"
+    return (f"{head} ({100 * confidence:g}% interval {100 * low:.2f} to {100 * high:.2f} points, "
+            f"{detail}): {words}")
+
+
 @dataclass
 class Difference:
+    """mean(A) - mean(B) with a 95 % interval, from accuracies alone (no per-image answers)."""
+
     estimate: float
-    half_width: float  # of a 95 % interval
+    low: float
+    high: float
     method: str
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def words(self, a: str = "A", b: str = "B") -> str:
+        return verdict(self.estimate, self.low, self.high, 0.95, self.method, a, b)
 
 
 def difference(a: np.ndarray, b: np.ndarray, test_size: int) -> Difference:
@@ -36,9 +66,10 @@ def difference(a: np.ndarray, b: np.ndarray, test_size: int) -> Difference:
     estimate = a.mean() - b.mean()
     if len(a) >= 2 and len(b) >= 2:
         low, high = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-        return Difference(estimate, float(high - low) / 2, f"Welch t over {len(a)} and {len(b)} runs")
+        return Difference(estimate, float(low), float(high), f"Welch t over {len(a)} and {len(b)} runs")
     se = math.sqrt(sum(p * (1 - p) / test_size for p in (a.mean(), b.mean())))
-    return Difference(estimate, float(scipy_stats.norm.ppf(0.975) * se),
+    half_width = float(scipy_stats.norm.ppf(0.975) * se)
+    return Difference(estimate, estimate - half_width, estimate + half_width,
                       f"test-set sampling error only ({test_size} images); seed variation not included")
 
 
@@ -92,18 +123,11 @@ class PairedDifference:
 
     def words(self, a: str = "A", b: str = "B") -> str:
         """One sentence, in points, from the better model's side."""
-        if self.estimate > 0:
-            head, low, high = f"{a} is {100 * self.estimate:.2f} points more accurate than {b}", self.low, self.high
-        elif self.estimate < 0:
-            head, low, high = f"{b} is {-100 * self.estimate:.2f} points more accurate than {a}", -self.high, -self.low
-        else:
-            head, low, high = f"{a} and {b} are equally accurate", self.low, self.high
         seeds = f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}"
         # One seed cannot show training-to-training variation; say so where the reader looks.
         caveat = "; seed-to-seed variation not estimated" if self.n_seeds == 1 else ""
-        verdict = "significant" if self.significant else "not significant (the interval includes 0)"
-        return (f"{head} ({100 * self.confidence:g}% interval {100 * low:.2f} to {100 * high:.2f} points, "
-                f"{seeds} x {self.n_images} test images{caveat}): {verdict}")
+        return verdict(self.estimate, self.low, self.high, self.confidence,
+                       f"{seeds} x {self.n_images} test images{caveat}", a, b)
 
     def __str__(self) -> str:
         return self.words()

@@ -8,22 +8,20 @@ of the study (`study_role=confirm`) with its seed, validation and test metrics
 and its per-image test predictions. The answer is the configuration with the
 best mean validation accuracy over seeds (never chosen on the test set); its
 test accuracy is then compared with the baseline's, seed by seed on the same
-test images (`analysis.stats.paired_difference`). Finished confirmation runs
+test images (`analysis.pairing.compare_runs`). Finished confirmation runs
 are found in MLflow and not repeated when a study resumes.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import mlflow
-import numpy as np
 import pandas as pd
 
-from src.analysis import stats
+from src.analysis import pairing
+from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import evaluate, train
@@ -32,8 +30,6 @@ from src.tracking.runs import flatten, tracked_run
 from src.tracking.store import child_runs
 
 log = logging.getLogger("src.jobs.study")
-PREDICTIONS = "predictions/test_predicted_class.npy"
-BASELINE = "baseline"
 
 
 @dataclasses.dataclass
@@ -41,20 +37,6 @@ class Candidate:
     label: str  # "baseline" or "trial <id>"
     values: Dict[str, object]  # config key -> value (empty for the baseline)
     epochs: int
-
-
-@dataclasses.dataclass
-class Confirmation:
-    runs: pd.DataFrame  # one row per (candidate, seed): val/test accuracy, run id
-    winner: str
-    difference: stats.PairedDifference  # winner minus baseline, test accuracy
-
-    def summary(self) -> str:
-        means = self.runs.groupby("candidate")[["val_accuracy", "test_accuracy"]].mean()
-        return (f"Confirmed winner: {self.winner} (mean validation accuracy {means.loc[self.winner, 'val_accuracy']:.4f} "
-                f"over {self.difference.n_seeds} seeds; test {means.loc[self.winner, 'test_accuracy']:.4f} against "
-                f"the baseline's {means.loc[BASELINE, 'test_accuracy']:.4f}). "
-                + self.difference.words(self.winner, BASELINE))
 
 
 def candidates(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict]) -> List[Candidate]:
@@ -91,27 +73,19 @@ def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module
     with tracked_run(f"confirm {candidate.label} seed {seed}", tags, nested=True):
         mlflow.log_params(flatten(dataclasses.asdict(run_cfg)))
         model = train.prepare_model(run_cfg.model, trainer, seed=seed)
+        logged.log_model_summary(model)  # its parameter count: the cost axis of the report's Pareto front
         training = train.fit(model, splits, trainer, callbacks=[logged.epoch_logger()])
         logged.log_training(training, splits.validation)
         validation = evaluate.evaluate(model, splits.x_val, splits.y_val, splits.class_names)
+        mlflow.log_metric("val_accuracy_final", validation.accuracy)
         test = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
-        mlflow.log_metrics({"val_accuracy_final": validation.accuracy, "test_accuracy": test.accuracy,
-                            "test_loss": test.loss})
-        with tempfile.TemporaryDirectory() as folder:  # uint8 per image: 10 kB for the test set
-            path = Path(folder) / Path(PREDICTIONS).name
-            np.save(path, test.y_pred.astype(np.uint8), allow_pickle=False)
-            mlflow.log_artifact(str(path), str(Path(PREDICTIONS).parent))
+        logged.log_evaluation(test, "test")  # with the per-image predictions the comparison pairs
     log.info("[study] confirm %s seed %d: val %.4f, test %.4f", candidate.label, seed, validation.accuracy,
              test.accuracy)
 
 
-def _predictions(client, run_id: str) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as folder:
-        return np.load(client.download_artifacts(run_id, PREDICTIONS, folder), allow_pickle=False)
-
-
 def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: data_module.Splits,
-            study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmation]:
+            study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmed]:
     """Inside the study's run: train what is not yet confirmed, then compare."""
     if cfg.tuner.confirm.seeds == 0:
         return None
@@ -125,24 +99,23 @@ def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: d
             if (candidate.label, seed) not in done:
                 _train_one(cfg, candidate, seed, splits, study_tags)
     done = _done(client, experiment_id, parent_id)
-    truth = splits.y_test.argmax(axis=1)
-    rows, correct = [], {}
+    rows = []
     for candidate in chosen:
         for seed in seeds:
             run = done[(candidate.label, seed)]
-            correct[(candidate.label, seed)] = _predictions(client, run.info.run_id) == truth
             rows.append({"candidate": candidate.label, "seed": seed, "epochs": candidate.epochs,
                          "val_accuracy": run.data.metrics["best_val_accuracy"],
                          "test_accuracy": run.data.metrics["test_accuracy"], "run_id": run.info.run_id,
                          **{k: v for k, v in candidate.values.items()}})
     table = pd.DataFrame(rows)
-    means = table[table["candidate"] != BASELINE].groupby("candidate", sort=False)["val_accuracy"].mean()
-    winner = means.idxmax()
-    difference = stats.paired_difference([correct[(winner, s)] for s in seeds],
-                                         [correct[(BASELINE, s)] for s in seeds])
-    result = Confirmation(table, winner, difference)
+    winner = confirmed_winner(table)
+    # The labels in memory pair runs resumed from before the true classes were logged with the others.
+    comparison = pairing.compare_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
+                                      winner, BASELINE, truth=splits.y_test.argmax(axis=1))
+    result = Confirmed(table, winner, comparison)
     logged.replace_table(table, "confirmation.json")
     mlflow.log_text(table.to_csv(index=False), "confirmation.csv")
+    difference = comparison.difference
     mlflow.log_metrics({"confirm_difference": difference.estimate, "confirm_difference_low": difference.low,
                         "confirm_difference_high": difference.high})
     mlflow.set_tags({"confirm_winner": winner, "confirm_significant": str(difference.significant).lower()})

@@ -5,10 +5,12 @@ import contextlib
 import functools
 import io
 import os
+import tempfile
 import time
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 import mlflow
 import numpy as np
@@ -33,13 +35,17 @@ def timed(function):
 def replace_table(frame, artifact_file: str) -> None:
     """`mlflow.log_table`, replacing the file instead of appending to it (a
     resumed study logs its leaderboard again)."""
+    _delete_artifacts(mlflow.get_artifact_uri(), artifact_file)  # (where it cannot, log_table appends)
+    mlflow.log_table(frame, artifact_file)
+
+
+def _delete_artifacts(artifact_uri: str, path: str) -> None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     try:
-        get_artifact_repository(mlflow.get_artifact_uri()).delete_artifacts(artifact_file)
+        get_artifact_repository(artifact_uri).delete_artifacts(path)
     except (NotImplementedError, MlflowException, OSError):
-        pass  # nothing there yet, or a store that cannot delete: log_table appends
-    mlflow.log_table(frame, artifact_file)
+        pass  # nothing there yet, or a store that cannot delete
 
 
 def log_dataset(images: np.ndarray, one_hot_labels: np.ndarray, name: str, source: str,
@@ -172,13 +178,23 @@ def log_model_summary(model) -> None:
     mlflow.log_metric("model_parameters", model.count_params())
 
 
+# Every test evaluation's per-image answers, so that any two runs scored on the same test
+# images can be compared image by image (src/analysis/pairing.py). uint8 per image, npy
+# without pickle: 10 kB each for CIFAR-10's test set, and nothing in them can run code.
+PREDICTED_CLASSES = "predictions/test_predicted_class.npy"
+TRUE_CLASSES = "predictions/test_true_class.npy"
+
+
 @timed
 def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = True) -> None:
     """Metrics `<prefix>_accuracy/_loss` (unless `metrics` is off: a trial's
     validation figures are already its last epoch's), both reports, the
-    confusion matrix as CSVs and figures (counts and row-normalised)."""
+    confusion matrix as CSVs and figures (counts and row-normalised); for the
+    test set also the predicted and the true class of every image."""
     if metrics:
         mlflow.log_metrics({f"{prefix}_accuracy": result.accuracy, f"{prefix}_loss": result.loss})
+    if prefix == "test":
+        log_test_classes(result.y_true, result.y_pred)
     mlflow.log_text(result.report_text, f"reports/{prefix}_classification_report.txt")
     mlflow.log_dict(result.report, f"reports/{prefix}_classification_report.json")
     names = result.class_names
@@ -190,6 +206,37 @@ def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = Tru
         figure = evaluate.plot_confusion_matrix(matrix, names, normalized,
                                                 title=f"Confusion matrix ({prefix})")
         mlflow.log_figure(figure, f"figures/{prefix}_confusion_matrix{suffix}.png")
+
+
+def log_test_classes(true_classes: np.ndarray, predicted_classes: np.ndarray) -> None:
+    """The class of every test image, predicted and true, on the active run."""
+    # The true classes travel with the predictions: they say which images were scored
+    # (two runs on different test subsets are not paired), and a report needs no dataset.
+    with tempfile.TemporaryDirectory() as folder:
+        for artifact, classes in ((PREDICTED_CLASSES, predicted_classes), (TRUE_CLASSES, true_classes)):
+            path = Path(folder) / Path(artifact).name
+            np.save(path, np.asarray(classes).astype(np.uint8), allow_pickle=False)
+        mlflow.log_artifacts(folder, str(Path(PREDICTED_CLASSES).parent))
+
+
+def read_test_classes(client, run_id: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(predicted, true) class per test image as a run logged them; None for what it lacks
+    (runs from before the true classes were logged have only the predictions)."""
+    logged_files = {f.path for f in client.list_artifacts(run_id, str(Path(PREDICTED_CLASSES).parent))}
+    arrays = []
+    with tempfile.TemporaryDirectory() as folder:
+        for artifact in (PREDICTED_CLASSES, TRUE_CLASSES):
+            arrays.append(np.load(client.download_artifacts(run_id, artifact, folder), allow_pickle=False)
+                          if artifact in logged_files else None)
+    return arrays[0], arrays[1]
+
+
+def replace_artifacts(client, run_id: str, local_dir: str, artifact_path: str) -> None:
+    """Log a folder's files under `artifact_path` of a run, removing what an earlier
+    call left there (a regenerated report may no longer have a figure)."""
+    # (Where the store cannot delete, files of the same name are overwritten.)
+    _delete_artifacts(client.get_run(run_id).info.artifact_uri, artifact_path)
+    client.log_artifacts(run_id, local_dir, artifact_path)
 
 
 @timed

@@ -1,0 +1,98 @@
+"""A study's confirmation stage as a result: which configuration won, and by how much.
+
+The stage itself (training the top-k configurations and the baseline over
+seeds) is `src/jobs/confirm.py`; this module decides and words its answer, for
+that stage and for a report read back from MLflow, so both say the same thing:
+the winner is the best mean validation accuracy over seeds (never the test
+set), and its test accuracy is compared with the baseline's by
+`pairing.compare_runs`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from src.analysis import compare, pairing, stats
+from src.tracking.store import child_runs
+
+BASELINE = "baseline"  # the confirm_candidate label of the study's baseline configuration
+RECORDED = ("as the study computed it at its confirmation stage (paired over seeds and test images); its runs "
+            "did not log their true classes, so it is not recomputed here")
+
+
+@dataclass
+class Confirmed:
+    table: pd.DataFrame  # one row per (candidate, seed): val_accuracy, test_accuracy, run_id, ...
+    winner: str
+    comparison: pairing.Comparison  # winner minus baseline, test accuracy
+
+    def summary(self) -> str:
+        """The answer in two sentences (the study run's description starts with it)."""
+        means = self.table.groupby("candidate")[["val_accuracy", "test_accuracy"]].mean()
+        seeds = int((self.table["candidate"] == self.winner).sum())
+        return (f"Confirmed winner: {self.winner} (mean validation accuracy "
+                f"{means.loc[self.winner, 'val_accuracy']:.4f} over {seeds} seeds; test "
+                f"{means.loc[self.winner, 'test_accuracy']:.4f} against the baseline's "
+                f"{means.loc[BASELINE, 'test_accuracy']:.4f}). " + self.comparison.sentence())
+
+
+def confirmed_winner(table: pd.DataFrame) -> str:
+    """The searched configuration with the best mean validation accuracy over its seeds
+    (ties: the first in the table, i.e. the better-ranked in the search)."""
+    searched = table[table["candidate"] != BASELINE]
+    return searched.groupby("candidate", sort=False)["val_accuracy"].mean().idxmax()
+
+
+def read_confirmation(client, parent) -> Optional[Confirmed]:
+    """The confirmation runs (children tagged study_role=confirm) of a study's parent run;
+    None if it has none, or no baseline or searched configuration among them."""
+    runs = child_runs(client, parent.info.experiment_id, parent.info.run_id, status="FINISHED", role="confirm")
+    rows = [{"candidate": r.data.tags.get("confirm_candidate"), "seed": int(r.data.params["seed"]),
+             "val_accuracy": r.data.metrics.get("best_val_accuracy", np.nan),
+             "test_accuracy": r.data.metrics.get("test_accuracy", np.nan),
+             "train_seconds": r.data.metrics.get("train_seconds", np.nan),
+             "parameters": compare.model_parameters(r.data.metrics, r.data.params), "run_id": r.info.run_id}
+            for r in runs if "seed" in r.data.params and "test_accuracy" in r.data.metrics]
+    table = pd.DataFrame(rows)
+    if table.empty or BASELINE not in set(table["candidate"]) or set(table["candidate"]) == {BASELINE}:
+        return None
+    winner = confirmed_winner(table)
+    by_id = {r.info.run_id: r for r in runs}
+    side = {name: [by_id[i] for i in table.loc[table["candidate"] == name, "run_id"]] for name in (winner, BASELINE)}
+    comparison = pairing.compare_runs(client, side[winner], side[BASELINE], winner, BASELINE)
+    recorded = parent.data.metrics
+    if not comparison.paired and {"confirm_difference_low", "confirm_difference_high"} <= set(recorded):
+        # Confirmation runs from before the true classes were logged: the study paired them
+        # with the labels it had in memory, and recorded the result.
+        comparison = pairing.Comparison(winner, BASELINE, comparison.seeds, stats.Difference(
+            recorded["confirm_difference"], recorded["confirm_difference_low"],
+            recorded["confirm_difference_high"], RECORDED))
+    return Confirmed(table, winner, comparison)
+
+
+def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) -> List[str]:
+    """The report's section: every candidate and seed, the means, the winner against the
+    baseline. `hyperparameters`: {candidate label: its values in words}."""
+    table = confirmed.table.sort_values(["candidate", "seed"])
+    order = (table[table["candidate"] != BASELINE].groupby("candidate")["val_accuracy"].mean()
+             .sort_values(ascending=False).index.tolist() + [BASELINE])
+    per_seed = ["| candidate | seed | validation accuracy | test accuracy | run |", "|---|---:|---:|---:|---|"]
+    means = ["| candidate | hyperparameters | seeds | validation accuracy | test accuracy |", "|---|---|---:|---:|---:|"]
+    for candidate in order:
+        rows = table[table["candidate"] == candidate]
+        for row in rows.itertuples():
+            per_seed.append(f"| {candidate} | {row.seed} | {row.val_accuracy:.4f} | {row.test_accuracy:.4f} "
+                            f"| `{row.run_id}` |")
+        name = f"**{candidate}** (winner)" if candidate == confirmed.winner else candidate
+        means.append(f"| {name} | {hyperparameters.get(candidate, '')} | {len(rows)} | "
+                     f"{stats.mean_std(rows['val_accuracy'])} | {stats.mean_std(rows['test_accuracy'])} |")
+    return ["## Confirmation: the winner against the baseline", "", f"**Answer:** {confirmed.summary()}", "",
+            f"The best configurations of the search and the study's baseline configuration, each trained from "
+            f"scratch with {table['seed'].nunique()} seeds on the same training/validation split (study children "
+            "tagged `study_role=confirm`). The winner is the best mean **validation** accuracy over seeds; the "
+            "test set only measures it against the baseline.", "",
+            *means, "", *per_seed, "",
+            "### Winner minus baseline, test accuracy", "", *confirmed.comparison.markdown()]
