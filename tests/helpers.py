@@ -76,3 +76,33 @@ def all_runs(uri: str) -> list:
     with store.creation_lock(uri):
         experiments = client.search_experiments()
     return client.search_runs([e.experiment_id for e in experiments])
+
+
+def logged_run(experiment_id: str, name: str, tags: dict | None = None, params: dict | None = None,
+               metrics: dict | None = None, parent: str | None = None, test_classes: tuple | None = None,
+               evaluation: bool = False, artifacts: dict | None = None) -> str:
+    """A finished MLflow run built directly (no training), in the store `mlflow` points at.
+    `test_classes`: (true, predicted) classes per test image, logged with the test accuracy
+    they give; `evaluation`: as a whole test evaluation (reports and figures too, slower);
+    `artifacts`: {file: dict}, as JSON."""
+    import mlflow
+
+    from src.core import evaluate
+    from src.tracking import logged
+
+    tags = {**(tags or {}), **({"mlflow.parentRunId": parent} if parent else {})}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params(params or {})
+        mlflow.log_metrics(metrics or {})
+        if test_classes is not None:
+            truth, predicted = (np.asarray(c) for c in test_classes)
+            accuracy = float((truth == predicted).mean())
+            if evaluation:
+                logged.log_evaluation(evaluate.summarize(1.0 - accuracy, accuracy, truth, predicted, CLASS_NAMES),
+                                      "test")
+            else:
+                mlflow.log_metrics({"test_accuracy": accuracy, "test_loss": 1.0 - accuracy})
+                logged.log_test_classes(truth, predicted)
+        for path, content in (artifacts or {}).items():
+            mlflow.log_dict(content, path)
+    return run.info.run_id

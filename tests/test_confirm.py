@@ -50,6 +50,10 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     assert parent.data.tags["confirm_winner"] == means.idxmax()
     assert parent.data.tags["confirm_significant"] in ("true", "false")
     assert "Confirmed winner" in parent.data.tags["mlflow.note.content"]
+    # The study ends by logging its report into its run, the answer as the run's description.
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/REPORT.md", "report/figures"} <= report
+    assert "Importance" in parent.data.tags["mlflow.note.content"]
     assert parent.data.metrics["confirm_difference_low"] <= parent.data.metrics["confirm_difference"] \
         <= parent.data.metrics["confirm_difference_high"]
 

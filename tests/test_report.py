@@ -51,9 +51,9 @@ def test_report_of_a_sweep(store, tmp_path):
         same = runs[(runs["model.dropout"] == row["model.dropout"]) & (runs["model.width"] == row["model.width"])]
         assert row["test_accuracy_mean"] == pytest.approx(same["test_accuracy"].mean(), abs=1e-5)
         assert row["test_accuracy_std"] == pytest.approx(same["test_accuracy"].std(), abs=1e-5)
-    importance = pd.read_csv(out / "importance.csv")
+    importance = pd.read_csv(out / "importance.csv")  # fANOVA over all runs: a sweep has no budget
     assert set(importance["hyperparameter"]) == {"model.dropout", "model.width"}
-    assert importance["forest_importance"].sum() == pytest.approx(1.0)
+    assert importance["importance"].sum() == pytest.approx(1.0) and (importance["trials"] == 8).all()
     text = (out / "REPORT.md").read_text()
     assert "Best configuration against the baseline" in text and "difference" in text and "Welch" not in text
     for figure in ("objective_vs_hyperparameters.png", "validation_curves.png", "test_confusion_matrix.png"):

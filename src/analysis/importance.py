@@ -57,7 +57,7 @@ def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, b
     for value, rows in groups:
         if counts.get(value, 0) < min_trials:
             continue
-        distinct = {p: rows[p].map(_hashable).nunique() for p in ranked}
+        distinct = {p: rows[p].map(hashable).nunique() for p in ranked}
         varying = [p for p in ranked if distinct[p] > 1]
         # optuna needs every trial to have every parameter; a trial missing one cannot be placed.
         complete = rows.dropna(subset=varying)
@@ -121,11 +121,11 @@ def _numeric(values: pd.Series) -> Optional[pd.Series]:
     categories: True/False are not a range to interpolate over."""
     if values.map(lambda v: isinstance(v, (bool, np.bool_))).any():
         return None
-    numeric = pd.to_numeric(values.map(_hashable), errors="coerce")
+    numeric = pd.to_numeric(values.map(hashable), errors="coerce")
     return numeric if numeric.notna().all() else None
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
     # Filter lists like [32, 64, 128] are values of one hyperparameter; pandas cannot group lists.
     return str(value) if isinstance(value, (list, tuple, dict, np.ndarray)) else value
 
@@ -157,7 +157,7 @@ def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: 
     a group's trials agree.
     """
     data = frame.dropna(subset=[objective])
-    values = data[param].map(_hashable)
+    values = data[param].map(hashable)
     numeric = _numeric(values)
     if numeric is not None and numeric.nunique() > max_bins:
         keys = pd.qcut(numeric, q=max_bins, duplicates="drop")

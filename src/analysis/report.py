@@ -4,16 +4,21 @@
     python -m src.report tune_hyperband          # a study (tag `study`) or its experiment
     python -m src.report 2026-11-24/10-00-00     # a sweep (tag `sweep`), or a parent run id
     python -m src.report --experiment seeds --tracking-uri sqlite:///mlflow.db --out experiments/seeds
+    python -m src.report --compare "tags.study = 'card_study' and tags.confirm_candidate = 'trial 0012'" \
+                                   "tags.study = 'card_study' and tags.confirm_candidate = 'baseline'"
 
 The store is found as MLflow finds it (MLFLOW_TRACKING_URI, else the
 project's embedded store) unless --tracking-uri is given. Runs are read
 through MLflow's search API; running it twice on the same runs gives the same
-files.
+files. A study's report is also logged into the study's parent run (artifacts
+`report/`, and its answer as the run's description) unless --no-publish.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import shlex
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -23,16 +28,13 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from src.analysis import compare, stats
+from src.analysis import compare, pairing, run_report, stats, study_report
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 from src.config.schema import is_hyperparameter
 from src.tracking.store import check_sqlite_store, child_runs, resolve_uri, sqlite_path
 
-FIGURES = ["figures/learning_curves.png", "figures/test_confusion_matrix.png",
-           "figures/test_confusion_matrix_normalized.png"]
-REPORTS = ["reports/test_classification_report.txt", "reports/test_confusion_matrix.csv"]
-
+log = logging.getLogger(__name__)
 
 @dataclass
 class Selection:
@@ -125,18 +127,10 @@ def baseline_accuracies(client, experiment: str) -> np.ndarray:
     return np.array([r.data.metrics["test_accuracy"] for r in runs if "test_accuracy" in r.data.metrics])
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    def cell(value):
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.{digits}f}"
-        return str(value)
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *rows])
-
-
-def write_report(client, selection: Selection, out_dir: Path, baseline: str, title: Optional[str]) -> Path:
+def write_report(client, selection: Selection, out_dir: Path, baseline: str, title: Optional[str],
+                 publish: bool = False) -> Path:
+    """REPORT.md, CSVs and figures in `out_dir`; for a study with `publish`, also into its
+    parent run (`report/` artifacts, and the answer as the run's description)."""
     if not selection.runs:
         raise SystemExit(f"no finished runs found for {selection.name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,71 +150,50 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
     notes = out_dir / "NOTES.md"  # hand-written reading of the results, kept across regenerations
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
-    lines += study_section(selection, frame)
+    answer = None
+    if selection.kind == "study" and selection.evaluated:
+        lines += study_report.settings_lines(selection.evaluated[0], frame)
+        answer = study_report.study_answer(client, selection.evaluated[0], out_dir)
+        lines += answer.confirmation
     lines += ["## Leaderboard", "", "Mean and standard deviation over the runs of each configuration "
               "(seeds); `best_val_accuracy` is each run's best epoch on its validation data.", "",
-              markdown_table(board.drop(columns="config")), ""]
-    lines += comparison_section(client, selection, frame, board, baseline)
-    if columns:
+              compare.markdown_table(board.drop(columns="config")), ""]
+    if answer is None or not answer.confirmed:  # a confirmation is the better-founded comparison
+        lines += comparison_section(client, selection, frame, board, baseline)
+    if answer is not None:
+        lines += answer.analysis
+    elif columns:
         compare.plot_objective_vs_params(frame.assign(status="FINISHED"), columns).savefig(
             figures / "objective_vs_hyperparameters.png", metadata={"Software": None})
         lines += ["## Objective against each hyperparameter", "",
                   "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", ""]
-        importance = stats.importances(frame, columns, "best_val_accuracy")
-        if importance is not None:
-            importance.to_csv(out_dir / "importance.csv", index=False, float_format="%.6g")
-            lines += ["## Which hyperparameters matter", "",
-                      "A random forest (scikit-learn, 500 trees, fixed seed) fitted to predict "
-                      f"`best_val_accuracy` from the hyperparameters over {len(frame)} runs: impurity "
-                      "importances and permutation importances (drop in R² when a column is shuffled). "
-                      "With few runs these are rough.", "", markdown_table(importance, 3), ""]
+        lines += study_report.importance_lines(frame, columns, "best_val_accuracy", None, out_dir)[0]
     histories = compare.metric_histories(client, sorted((r.info.run_name, r.info.run_id) for r in selection.runs))
     best_name = frame.loc[frame["config"] == board.iloc[0]["config"], "run_name"].iloc[0]
     compare.plot_curves(histories, highlight=best_name).savefig(figures / "validation_curves.png",
                                                                 metadata={"Software": None})
     lines += ["## Validation curves", "", "![validation curves](figures/validation_curves.png)", ""]
-    lines += best_run_section(client, selection, out_dir)
+    lines += run_report.best_run_section(client, selection.evaluated, selection.kind, out_dir)
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(lines))
+    if answer is not None and publish:
+        study_report.publish(client, selection.evaluated[0].info.run_id, out_dir, answer.note)
+        log.info("logged the report to run %s (artifacts %s/) and its summary as the run's description",
+                 selection.evaluated[0].info.run_id, study_report.REPORT_ARTIFACTS)
     return path
 
 
-def study_section(selection: Selection, frame: pd.DataFrame) -> List[str]:
-    """A study's settings and the budget it spent."""
-    if selection.kind != "study" or not selection.evaluated:
-        return []
-    parent = selection.evaluated[0]
-    p, m = parent.data.params, parent.data.metrics
-    kind = p.get("tuner.kind")
-    budget = (f"max_epochs={p.get('tuner.max_epochs')}, factor={p.get('tuner.factor')}, "
-              f"hyperband_iterations={p.get('tuner.hyperband_iterations')}" if kind == "hyperband"
-              else f"max_trials={p.get('tuner.max_trials')}")
-    epochs = int(np.nansum(frame["epochs_trained"]))
-    hours = np.nansum(frame["seconds"]) / 3600
-    space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p
-                             if k.startswith("tuner.search_space.") and k.endswith(".key")))
-    return ["## Study", "",
-            f"- keras-tuner {kind} ({budget}), objective `{p.get('tuner.objective')}` on a held-out "
-            f"{float(p.get('data.val_fraction', 0.1)):.0%} of the training set; search space: {space} "
-            "(see the run's `search_space.json`)",
-            f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
-            f"{hours:.2f} h of trial time on this machine",
-            f"- winner: trial {p.get('final.trial_id')}, hyperparameters "
-            f"{', '.join(f'{k[5:]}={_number(v)}' for k, v in sorted(p.items()) if k.startswith('best.') and '/' not in k)}; "
-            f"final model: `{p.get('final.mode')}`"
-            + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
-               " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
-            + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
-            f"- command: `{parent.data.tags.get('command', '?')}`, commit `{parent.data.tags.get('git_commit', '?')}`",
-            ""]
-
-
-def _number(text: str) -> str:
-    """'0.30000000000000004' -> '0.3' (keras-tuner's float steps)."""
-    try:
-        return f"{float(text):.10g}"
-    except ValueError:
-        return text
+def publish_study_report(client, parent_run_id: str, baseline: str = "baseline") -> None:
+    """The study's report, built in a temporary folder and logged into its parent run: how a
+    study ends (src/jobs/study.py). `python -m src.report <study>` does the same and keeps a copy."""
+    parent = client.get_run(parent_run_id)
+    selection = _from_parent(client, parent, parent.data.tags.get("study", parent_run_id),
+                             parent.data.tags.get("study", parent_run_id), "study")
+    if not selection.runs:  # nothing finished to report on (write_report would stop the process)
+        log.warning("study run %s has no finished trials: no report logged", parent_run_id)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        write_report(client, selection, Path(folder), baseline, None, publish=True)
 
 
 def comparison_section(client, selection: Selection, frame: pd.DataFrame, board: pd.DataFrame,
@@ -248,91 +221,6 @@ def comparison_section(client, selection: Selection, frame: pd.DataFrame, board:
             f"| difference | | **{diff.estimate:+.4f} ± {diff.half_width:.4f}** (95 %; {diff.method}) |", ""]
 
 
-def run_section(client, run, out_dir: Path, heading: str = "Run") -> List[str]:
-    """The single-run part of a report: headline, curves, reports, figures."""
-    run_id = run.info.run_id
-    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
-    # Only these files: the run also holds its model, which can be large.
-    logged = {f.path for f in client.list_artifacts(run_id, "figures")}
-    figure_dir = out_dir / "figures"
-    figure_dir.mkdir(parents=True, exist_ok=True)
-    for name in FIGURES:
-        if name in logged:
-            client.download_artifacts(run_id, name, str(figure_dir))
-    has_curves = "figures/learning_curves.png" in logged
-    with tempfile.TemporaryDirectory() as downloads:
-        report_text, confusion = [Path(client.download_artifacts(run_id, name, downloads)).read_text()
-                                  for name in REPORTS]
-
-    validation = "the test set (the notebook's way)" if params.get("data.validation") == "test" \
-        else f"a held-out {float(params.get('data.val_fraction', 0.1)):.0%} of the training set"
-    val_acc = compare.metric_history(client, run_id, "val_accuracy")
-    train_acc = compare.metric_history(client, run_id, "accuracy")
-    val_loss = compare.metric_history(client, run_id, "val_loss")
-    lines = [
-        f"## {heading}: run `{run.info.run_name}`",
-        "",
-        f"- **test accuracy: {metrics['test_accuracy']:.4f}** (test loss {metrics['test_loss']:.4f}) "
-        f"on {params.get('data.test_images')} test images",
-        f"- best validation accuracy {metrics.get('best_val_accuracy', float('nan')):.4f}"
-        f"{' at epoch ' + str(int(metrics['best_val_epoch'])) if 'best_val_epoch' in metrics else ''}; "
-        f"validation on {validation}",
-        f"- model: filters {params.get('model.filters')}, kernel {params.get('model.kernel_size')}, "
-        f"dense {params.get('model.dense_units')}, dropout {params.get('model.dropout')}, "
-        f"{int(metrics.get('model_parameters', 0)):,} parameters",
-        f"- training: {params.get('trainer.optimizer')} (lr {params.get('trainer.learning_rate')}), "
-        f"batch {params.get('trainer.batch_size')}, {params.get('trainer.epochs')} epochs, seed {params.get('seed')}, "
-        f"{params.get('data.train_images')} training images; {metrics.get('train_seconds', 0):.0f} s of training "
-        f"at {metrics.get('train_images_per_s', 0):,.0f} images/s",
-        f"- data: `{params.get('data.dir')}` ({params.get('data.train_images')} train / "
-        f"{params.get('data.val_images')} validation / {params.get('data.test_images')} test images)",
-        f"- MLflow run `{run_id}`, commit `{tags.get('git_commit', 'unknown')}`"
-        f"{' (uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}",
-        f"- command: `{tags.get('command', 'unknown')}`",
-        "",
-        "### Per-epoch accuracy",
-        "",
-        "| epoch | train accuracy | validation accuracy | validation loss |",
-        "|---:|---:|---:|---:|",
-    ]
-    for epoch, (acc, vacc, vloss) in enumerate(zip(train_acc, val_acc, val_loss), start=1):
-        lines.append(f"| {epoch} | {acc:.4f} | {vacc:.4f} | {vloss:.4f} |")
-    if not val_acc:
-        lines = lines[:-4]
-    if tags.get("study_role") == "parent":  # its params are the study's base config, not the winner's
-        lines = [line for line in lines if not line.startswith(("- model:", "- training:"))]
-    lines += [
-        "",
-        *(["![learning curves](figures/learning_curves.png)", ""] if has_curves else []),
-        "### Classification report (test set)",
-        "",
-        "```",
-        report_text.rstrip(),
-        "```",
-        "",
-        "### Confusion matrix (test set; rows = true class)",
-        "",
-        "```",
-        confusion.rstrip(),
-        "```",
-        "",
-        "![confusion matrix](figures/test_confusion_matrix.png)",
-        "![confusion matrix, row-normalised](figures/test_confusion_matrix_normalized.png)",
-        "",
-    ]
-    return lines
-
-
-
-def best_run_section(client, selection: Selection, out_dir: Path) -> List[str]:
-    """The best evaluated run in detail: its test report and confusion matrix."""
-    if not selection.evaluated:
-        return []
-    best = max(selection.evaluated, key=lambda r: (r.data.metrics.get("best_val_accuracy", 0), r.info.run_id))
-    heading = "Final model of the study" if selection.kind == "study" else "Best run"
-    return run_section(client, best, out_dir, heading)
-
-
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
     parser.add_argument("selector", nargs="?", help="a study, a sweep, a parent run id or an experiment name "
@@ -348,12 +236,27 @@ def main(argv: Optional[list] = None) -> None:
                              "--stale-after on any host, then stop (unless a selector is given)")
     parser.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
                         help="with --reconcile: heartbeat age that counts as dead on any host (default 600)")
+    parser.add_argument("--no-publish", action="store_true",
+                        help="for a study: write the report here only, not into the study's MLflow run")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="compare two configurations' test accuracy instead of writing a report: each side "
+                             "an MLflow filter string (search_runs syntax, over every experiment, e.g. "
+                             "\"params.model.width = '2.0' and tags.sweep = 'grid'\") or comma-separated run "
+                             "ids. Runs are paired by their `seed` param and, where they logged per-image test "
+                             "predictions, image by image (else Welch over seeds, which the output says); "
+                             "writes COMPARISON.md and comparison.csv to --out "
+                             "(default experiments/comparisons/<A_vs_B>)")
+    parser.add_argument("--labels", nargs=2, metavar=("NAME_A", "NAME_B"),
+                        help="with --compare: what to call the two sides (default: as given)")
     args = parser.parse_args(argv)
     chosen = [(kind, getattr(args, kind)) for kind in SELECTOR_KINDS if getattr(args, kind)]
-    if len(chosen) + bool(args.selector) > 1:
-        parser.error("give one selector: a positional one or one of --study, --sweep, --run, --experiment")
-    if not chosen and not args.selector and not args.reconcile:
-        parser.error("nothing to report: give a selector (or --reconcile)")
+    if len(chosen) + bool(args.selector) + bool(args.compare) > 1:
+        parser.error("give one selector: a positional one or one of --study, --sweep, --run, --experiment, "
+                     "--compare")
+    if not chosen and not args.selector and not args.reconcile and not args.compare:
+        parser.error("nothing to report: give a selector, --compare A B (or --reconcile)")
+    if not logging.getLogger().handlers:  # run as a command: say what it does on the console
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import mlflow
 
@@ -371,14 +274,31 @@ def main(argv: Optional[list] = None) -> None:
     if args.reconcile:
         closed += reconcile.close_stale(client, args.stale_after)
         print(f"closed {len(closed)} run(s) whose process is gone: {', '.join(closed) or '-'}")
-        if not chosen and not args.selector:
+        if not chosen and not args.selector and not args.compare:
             return
-    kind, selector = chosen[0] if chosen else (None, args.selector)
     mlflow.set_tracking_uri(uri)  # compare.search_frame reads through mlflow.search_runs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file
+    if args.compare:
+        print(f"wrote {compare_sides(client, *args.compare, labels=args.labels, out=args.out)}")
+        return
+    kind, selector = chosen[0] if chosen else (None, args.selector)
     selection = select(client, selector, kind)
     out_dir = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / selection.name
-    print(f"wrote {write_report(client, selection, out_dir, args.baseline, args.title)}")
+    print(f"wrote {write_report(client, selection, out_dir, args.baseline, args.title, not args.no_publish)}")
+
+
+def compare_sides(client, side_a: str, side_b: str, labels: Optional[list] = None, out: Optional[str] = None) -> Path:
+    """`--compare A B`: find both sides' runs, pair them, log the verdict, write COMPARISON.md."""
+    label_a, label_b = labels or (side_a, side_b)
+    try:
+        comparison = pairing.compare_runs(client, pairing.find_runs(client, side_a), pairing.find_runs(client, side_b),
+                                          label_a, label_b)
+    except ProjectError as err:
+        raise SystemExit(f"error: {err}") from None
+    log.info("%s", comparison.sentence())
+    out_dir = Path(out) if out else PROJECT_ROOT / "experiments" / "comparisons" / pairing.folder_name(label_a, label_b)
+    command = "python -m src.report --compare " + " ".join(shlex.quote(side) for side in (side_a, side_b))
+    return pairing.write_comparison(comparison, out_dir, command)
 
 
 if __name__ == "__main__":

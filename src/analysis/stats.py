@@ -1,12 +1,11 @@
-"""Small statistics for comparing runs: spreads, differences (paired over seeds and test images, or not), importances."""
+"""Small statistics for comparing runs: spreads, and differences (paired over seeds and test images, or not)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import numpy as np
-import pandas as pd
 from scipy import stats as scipy_stats
 
 
@@ -71,32 +70,6 @@ def difference(a: np.ndarray, b: np.ndarray, test_size: int) -> Difference:
     half_width = float(scipy_stats.norm.ppf(0.975) * se)
     return Difference(estimate, estimate - half_width, estimate + half_width,
                       f"test-set sampling error only ({test_size} images); seed variation not included")
-
-
-def importances(frame: pd.DataFrame, columns: List[str], objective: str) -> Optional[pd.DataFrame]:
-    """Random-forest and permutation importances of `columns` for `objective`."""
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.inspection import permutation_importance
-
-    data = frame.dropna(subset=[objective])
-    if len(data) < 4 or not columns:
-        return None
-    features = pd.DataFrame({c: _encode(data[c]) for c in columns})
-    target = data[objective].to_numpy(dtype=float)
-    forest = RandomForestRegressor(n_estimators=500, random_state=0, min_samples_leaf=1).fit(features, target)
-    permuted = permutation_importance(forest, features, target, n_repeats=20, random_state=0)
-    table = pd.DataFrame({"hyperparameter": columns, "forest_importance": forest.feature_importances_,
-                          "permutation_importance": permuted.importances_mean})
-    return table.sort_values(["forest_importance", "hyperparameter"], ascending=[False, True]).reset_index(drop=True)
-
-
-def _encode(values: pd.Series) -> np.ndarray:
-    """Numbers as they are; anything else (lists of filters, words) as ordered codes."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all():
-        return numeric.to_numpy(dtype=float)
-    labels = sorted(values.astype(str).unique())
-    return values.astype(str).map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=float)
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
-from src.analysis import compare
+from src.analysis import compare, report
 from src.config import Config, FinalFit, TunerKind
 from src.core import data as data_module
 from src.core import evaluate, interrupt, train
@@ -146,7 +146,18 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
             if cfg.tracking.register_best_as:
                 logged.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
     log_leaderboard(board, cfg, result, run.info.run_id, experiment_id, final, uri)
+    publish_report(client, run.info.run_id, project)
     return result.accuracy
+
+
+def publish_report(client: MlflowClient, run_id: str, project: str) -> None:
+    """The study's REPORT.md and figures into its run (`report/`), its answer as the run's
+    description; read back from MLflow, nothing retrained."""
+    try:
+        report.publish_study_report(client, run_id)
+    except Exception:  # noqa: BLE001 - the results are logged and the run has ended; the report can be rebuilt
+        log.warning("the study's report could not be logged; `python -m src.report --study %s` retries",
+                    project, exc_info=True)
 
 
 def log_leaderboard(board, cfg: Config, result, run_id: str, experiment_id: str, final: dict, uri: str) -> None:

@@ -1,0 +1,99 @@
+"""Figures of a study's trials: a parallel-coordinates plot, and the Pareto front of
+accuracy against training cost (seconds, parameters).
+
+matplotlib's object API (no pyplot state), as in `compare`, so that building
+figures in a long process leaks nothing.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from src.analysis.importance import hashable
+
+COSTS = {"train_seconds": "training seconds", "parameters": "parameters"}
+
+
+def plot_parallel_coordinates(frame: pd.DataFrame, columns: List[str], objective: str) -> Figure:
+    """One vertical axis per column (and the objective last), one line per trial,
+    coloured by the objective and drawn best last, so the best trials' paths are on top.
+    Each axis runs from its smallest to its largest value; words and lists get one
+    evenly spaced slot per distinct value."""
+    data = frame.dropna(subset=[objective]).sort_values(objective, ascending=objective.endswith("loss"))
+    names = [*columns, objective]
+    figure = Figure(figsize=(max(6.0, 1.8 * len(names)), 4.5), dpi=80, layout="constrained")
+    axes = figure.add_subplot()
+    scaled, ticks = [], []
+    for name in names:
+        values = data[name].map(hashable)
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().all():
+            low, high = float(numeric.min()), float(numeric.max())
+            # A column with one value sits in the middle rather than dividing by zero.
+            scaled.append((numeric - low) / (high - low) if high > low else numeric * 0 + 0.5)
+            ticks.append([(0.0, f"{low:g}"), (1.0, f"{high:g}")] if high > low else [(0.5, f"{low:g}")])
+        else:
+            labels = sorted(values.astype(str).unique())
+            spacing = max(len(labels) - 1, 1)
+            scaled.append(values.astype(str).map({label: i / spacing for i, label in enumerate(labels)}))
+            ticks.append([(i / spacing, label) for i, label in enumerate(labels)])
+    heights = np.column_stack([s.to_numpy(dtype=float) for s in scaled]) if len(data) else np.empty((0, len(names)))
+    segments = [np.column_stack([np.arange(len(names)), row]) for row in heights]
+    lines = LineCollection(segments, cmap="viridis", linewidths=1.2, alpha=0.8)
+    lines.set_array(data[objective].to_numpy(dtype=float))
+    axes.add_collection(lines)
+    for position, axis_ticks in enumerate(ticks):
+        axes.axvline(position, color="0.3", linewidth=0.8)
+        for height, label in axis_ticks:
+            axes.annotate(label, (position, height), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                          va="center", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
+    axes.set_xticks(range(len(names)), labels=names, rotation=15)
+    axes.set_xlim(-0.2, len(names) - 0.5)
+    axes.set_ylim(-0.05, 1.05)
+    axes.set_yticks([])
+    figure.colorbar(lines, ax=axes, label=objective)
+    axes.set_title(f"{len(data)} trials: hyperparameters and {objective}")
+    return figure
+
+
+def pareto_front(frame: pd.DataFrame, cost: str, value: str) -> pd.Series:
+    """True for the rows no other row beats: none is at least as cheap and more accurate.
+    Sorted by cost (then best value first), a row is on the front when it is more
+    accurate than every cheaper one."""
+    data = frame.dropna(subset=[cost, value]).sort_values([cost, value], ascending=[True, False])
+    best_before = data[value].cummax().shift(fill_value=-np.inf)
+    return (data[value] > best_before).reindex(frame.index, fill_value=False)
+
+
+def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
+    """Accuracy against each cost in COSTS (log scale): trials as dots, confirmed
+    configurations (mean over their seeds) as labelled stars, the front as a step line.
+    `points`: one row per trial or confirmed configuration, with columns label,
+    kind ('trial' or 'confirmed'), `value` and the costs."""
+    figure = Figure(figsize=(11, 4.5), dpi=80, layout="constrained")
+    for index, (cost, cost_label) in enumerate(COSTS.items()):
+        axes = figure.add_subplot(1, len(COSTS), index + 1)
+        data = points.dropna(subset=[cost, value])
+        trials, confirmed = data[data["kind"] == "trial"], data[data["kind"] == "confirmed"]
+        axes.scatter(trials[cost], trials[value], s=18, alpha=0.6, color="tab:blue", label="trials")
+        axes.scatter(confirmed[cost], confirmed[value], s=110, marker="*", color="tab:red",
+                     label="confirmed (mean over seeds)", zorder=3)
+        for row in confirmed.itertuples():
+            axes.annotate(row.label, (getattr(row, cost), getattr(row, value)), xytext=(4, 4),
+                          textcoords="offset points", fontsize=7)
+        front = data[pareto_front(data, cost, value)].sort_values(cost)
+        if len(front):
+            axes.step(front[cost], front[value], where="post", color="black", linewidth=1, label="Pareto front")
+        if len(data) and data[cost].min() > 0:
+            axes.set_xscale("log")
+        axes.set_xlabel(cost_label)
+        axes.set_ylabel(value)
+        axes.grid(alpha=0.3)
+        if index == 0:
+            axes.legend(fontsize=7)
+    figure.suptitle(f"{value} against training cost: what each extra second or parameter buys")
+    return figure

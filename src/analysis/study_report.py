@@ -1,0 +1,277 @@
+"""A study's answer: its confirmation, which hyperparameters matter at each budget,
+where the winner sits in the space, the figures, and the summary that becomes the
+study run's description in MLflow.
+
+Everything is read back from the study's runs (the parent, its trials and its
+confirmation runs); nothing is trained. `report.write_report` places these
+sections in REPORT.md; `publish` logs the report into the parent run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from src.analysis import compare, confirmation, importance, study_figures
+from src.tracking import logged
+from src.tracking.store import child_runs
+
+MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
+REPORT_ARTIFACTS = "report"  # where a study's report lives among its parent run's artifacts
+NOTE_TAG = "mlflow.note.content"  # the run's description, shown at the top of the run in the MLflow UI
+PARETO_VALUE = "best_val_accuracy"  # validation, as selection: the test set is for the confirmed winner only
+
+
+@dataclass
+class StudyTrials:
+    frame: pd.DataFrame  # one row per finished trial: hyperparameters, budget, objective, costs
+    names: List[str]  # the searched hyperparameters, in the search space's order
+    budget: Optional[str]  # "epochs" (Hyperband's rung), else None
+    objective: str
+    space: Dict[str, dict]  # search-space entries by name ({} if the run has no search_space.json)
+
+
+@dataclass
+class StudyAnswer:
+    confirmation: List[str]  # markdown: the confirmation section (or why there is none)
+    analysis: List[str]  # markdown: importance, marginal effects, edges of the space, figures
+    note: str  # the parent run's description
+    confirmed: bool = False
+    flags: List[str] = field(default_factory=list)  # edge-of-space warnings
+
+
+def search_space(client, parent) -> Dict[str, dict]:
+    """The study's search space as its parent run logged it (`search_space.json`: the tuner config)."""
+    if "search_space.json" not in {f.path for f in client.list_artifacts(parent.info.run_id)}:
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        tuner = json.loads(Path(client.download_artifacts(parent.info.run_id, "search_space.json", folder)).read_text())
+    return dict(tuner.get("search_space") or {})
+
+
+def study_trials(client, parent) -> StudyTrials:
+    params = parent.data.params
+    objective = f"best_{params.get('tuner.objective', 'val_accuracy')}"
+    space = search_space(client, parent)
+    runs = child_runs(client, parent.info.experiment_id, parent.info.run_id, status="FINISHED", as_frame=True,
+                      role="trial")
+    logged_names = {c[len("params.hp."):] for c in runs.columns if c.startswith("params.hp.") and "/" not in c}
+    names = [n for n in space if n in logged_names] + sorted(logged_names - set(space))
+    budget = "epochs" if params.get("tuner.kind") == "hyperband" and "params.hp.tuner/epochs" in runs else None
+    columns = {name: f"hp.{name}" for name in names}
+    if budget:
+        columns[budget] = "hp.tuner/epochs"
+    frame = compare.runs_frame(runs, columns)
+    if f"metrics.{objective}" in runs:  # runs_frame has the accuracy summaries, not every objective
+        frame[objective] = runs[f"metrics.{objective}"].to_numpy(dtype=float)
+    metric_columns = [c for c in runs.columns if c.startswith("metrics.")]
+    param_columns = [c for c in runs.columns if c.startswith("params.model.")]
+    frame["parameters"] = [compare.model_parameters({c[8:]: v for c, v in row[metric_columns].items()},
+                                                    {c[7:]: v for c, v in row[param_columns].items()})
+                           for _, row in runs.iterrows()]
+    frame = compare.leaderboard(frame, objective) if len(frame) else frame
+    return StudyTrials(frame, [n for n in names if n != budget], budget, objective, space)
+
+
+def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
+    """A study's settings and the budget it spent (`frame`: its trials, as the report tabulates them)."""
+    p, m = parent.data.params, parent.data.metrics
+    kind = p.get("tuner.kind")
+    budget = (f"max_epochs={p.get('tuner.max_epochs')}, factor={p.get('tuner.factor')}, "
+              f"hyperband_iterations={p.get('tuner.hyperband_iterations')}" if kind == "hyperband"
+              else f"max_trials={p.get('tuner.max_trials')}")
+    epochs = int(np.nansum(frame["epochs_trained"]))
+    hours = np.nansum(frame["seconds"]) / 3600
+    space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p
+                             if k.startswith("tuner.search_space.") and k.endswith(".key")))
+    return ["## Study", "",
+            f"- keras-tuner {kind} ({budget}), objective `{p.get('tuner.objective')}` on a held-out "
+            f"{float(p.get('data.val_fraction', 0.1)):.0%} of the training set; search space: {space} "
+            "(see the run's `search_space.json`)",
+            f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
+            f"{hours:.2f} h of trial time on this machine",
+            f"- winner: trial {p.get('final.trial_id')}, hyperparameters "
+            f"{', '.join(f'{k[5:]}={_number(v)}' for k, v in sorted(p.items()) if k.startswith('best.') and '/' not in k)}; "
+            f"final model: `{p.get('final.mode')}`"
+            + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
+               " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
+            + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
+            f"- command: `{parent.data.tags.get('command', '?')}`, commit `{parent.data.tags.get('git_commit', '?')}`",
+            ""]
+
+
+def _number(text: str) -> str:
+    """'0.30000000000000004' -> '0.3' (keras-tuner's float steps)."""
+    try:
+        return f"{float(text):.10g}"
+    except ValueError:
+        return text
+
+
+def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
+    """The study's sections and note; figures and CSVs are written under `out_dir`."""
+    trials = study_trials(client, parent)
+    confirmed = confirmation.read_confirmation(client, parent)
+    described = {f"trial {row['trial_id']}": _values(row, trials.names) for row in trials.frame.to_dict("records")}
+    if confirmed is not None:
+        confirmation_lines = confirmation.confirmation_lines(confirmed, {**described, confirmation.BASELINE:
+                                                                         "the study's base configuration"})
+        answer = confirmed.summary()
+    else:
+        confirmation_lines = ["## Confirmation", "", "No confirmation runs (`tuner.confirm.seeds=0`, or a study "
+                              "from before the stage existed): the winner below rests on one training run per "
+                              "configuration.", ""]
+        answer = (f"Search winner: trial {parent.data.params.get('final.trial_id', '?')}, test accuracy "
+                  f"{parent.data.metrics.get('test_accuracy', math.nan):.4f} (not confirmed over seeds).")
+    importance_lines, headline = _importance(trials, out_dir)
+    winner = confirmed.winner if confirmed is not None else f"trial {parent.data.params.get('final.trial_id', '?')}"
+    edge_lines, flags = _edges(trials, winner, parent.data.params)
+    figure_lines = _figures(trials, confirmed, out_dir)
+    note = "\n\n".join([f"**Study `{parent.data.tags.get('study', parent.info.run_name)}`.** {answer}", headline,
+                        *flags, f"Full report: artifacts `{REPORT_ARTIFACTS}/REPORT.md`."])
+    return StudyAnswer(confirmation_lines, [*importance_lines, *edge_lines, *figure_lines], note,
+                       confirmed is not None, flags)
+
+
+def publish(client, parent_run_id: str, out_dir: Path, note: str) -> None:
+    """The report's folder into the parent run's artifacts (`report/`), the summary into its description."""
+    logged.replace_artifacts(client, parent_run_id, str(out_dir), REPORT_ARTIFACTS)
+    client.set_tag(parent_run_id, NOTE_TAG, note)
+
+
+def _values(row: dict, names: List[str]) -> str:
+    return ", ".join(f"{name}={_show(row.get(name))}" for name in names)
+
+
+def _show(value) -> str:
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
+                     out_dir: Path) -> Tuple[List[str], str, Optional[Hashable]]:
+    """fANOVA importances per budget (or over all runs without one), `importance.csv`, and a
+    headline from the highest budget with enough trials. Returns (lines, headline, that budget)."""
+    counts = importance.trial_counts(frame, objective, budget)
+    tables = importance.budget_importances(frame, names, objective, budget, MIN_TRIALS)
+    top = None if budget is None else importance.headline_budget(tables, counts, MIN_TRIALS)
+    where = f" at {_budget(budget, top)}" if budget is not None else ""
+    if not tables:
+        headline = (f"Importance: too few trials for an importance table (need {MIN_TRIALS} at a budget; "
+                    f"trials per {budget or 'study'}: {_counts(counts)}).")
+        return ["## Which hyperparameters matter", "", headline, ""], headline, None
+    pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
+                                                                      float_format="%.6g")
+    ranked = tables[top].dropna(subset=["importance"])
+    headline = (f"Importance (fANOVA{where}, {counts[top]} trials): "
+                + (", ".join(f"{r.hyperparameter} {r.importance:.2f}" for r in ranked.itertuples())
+                   or f"none: {objective} does not vary") + ".")
+    lines = ["## Which hyperparameters matter", "",
+             f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, fixed seed) of `{objective}`: the share "
+             "of its variance each hyperparameter explains. "
+             + (f"Hyperband trains most trials for a few epochs and a few for many, and what matters after a few "
+                f"epochs need not be what matters after many, so each budget ({budget}) is analysed on its own and "
+                f"the {budget} are never ranked as a hyperparameter. " if budget else "")
+             + f"A budget needs {MIN_TRIALS} trials; trials per {budget or 'study'}: {_counts(counts)}.", "",
+             f"**{headline}**", ""]
+    for value, table in sorted(tables.items(), key=lambda item: (item[0] is None, item[0]), reverse=True):
+        if budget is not None:
+            lines += [f"### {_budget(budget, value)}" + (" (headline)" if value == top else ""), ""]
+        lines += [compare.markdown_table(table), ""]
+    return lines, headline, top
+
+
+def _importance(trials: StudyTrials, out_dir: Path) -> Tuple[List[str], str]:
+    lines, headline, top = importance_lines(trials.frame, trials.names, trials.objective, trials.budget, out_dir)
+    frame = trials.frame
+    if trials.budget is not None and len(frame):
+        # The top budget: the headline's, else the highest there is (said so).
+        top = top if top is not None else frame[trials.budget].max()
+        frame = frame[frame[trials.budget] == top]
+    rows = []
+    for name in trials.names:
+        for effect in importance.marginal_effects(frame, name, trials.objective).itertuples():
+            interval = "" if math.isnan(effect.low) else f"{effect.low:.4f} to {effect.high:.4f}"
+            rows.append({"hyperparameter": name, "value": _show(effect.value), "trials": effect.count,
+                         "mean": effect.mean, "95% interval": interval})
+    if rows:
+        where = f" at {_budget(trials.budget, top)}" if trials.budget else ""
+        lines += [f"### Marginal effects{where}", "",
+                  f"Mean `{trials.objective}` per value (continuous ranges in quantile bins) over the other "
+                  "hyperparameters, with a t-interval of the mean (none for a single trial).", "",
+                  compare.markdown_table(pd.DataFrame(rows)), ""]
+    return lines, headline
+
+
+def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> Tuple[List[str], List[str]]:
+    """Whether each of the winner's values is the smallest or largest the space offered."""
+    row = trials.frame[("trial " + trials.frame["trial_id"]) == winner] if len(trials.frame) else trials.frame
+    if len(row):
+        values = {name: row.iloc[0][name] for name in trials.names}
+    else:  # the search's winner, as the parent run recorded it
+        values = {name: parent_params[f"best.{name}"] for name in trials.names if f"best.{name}" in parent_params}
+    if not trials.space:
+        return ["## Edges of the space", "", "(the run has no `search_space.json`: edges not checked)", ""], []
+    flags, lines = [], ["## Edges of the space", "", f"The winner ({winner}) against the range each hyperparameter "
+                        "offered (the study's `search_space.json`):", ""]
+    for name in trials.names:
+        if name not in values or name not in trials.space:
+            continue
+        flag = importance.edge_of_space(values[name], trials.space[name], name)
+        flags += [flag] if flag else []
+        lines.append(f"- **{flag}**" if flag else f"- {name}: {_show(values[name])} is inside the range offered")
+    return lines + [""], flags
+
+
+def _figures(trials: StudyTrials, confirmed, out_dir: Path) -> List[str]:
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    frame = trials.frame
+    if not len(frame) or not trials.names:
+        return []
+    save = {"metadata": {"Software": None}}  # no version stamp: the same runs give the same bytes
+    compare.plot_objective_vs_params(frame, trials.names, trials.objective, trials.budget).savefig(
+        figures / "objective_vs_hyperparameters.png", **save)
+    axes = [trials.budget] if trials.budget else []
+    study_figures.plot_parallel_coordinates(frame, [*axes, *trials.names], trials.objective).savefig(
+        figures / "parallel_coordinates.png", **save)
+    points = frame.assign(label="trial " + frame["trial_id"], kind="trial")
+    if confirmed is not None:
+        means = confirmed.table.groupby("candidate", sort=False)[["val_accuracy", "train_seconds",
+                                                                  "parameters"]].mean()
+        points = pd.concat([points, pd.DataFrame({"label": means.index, "kind": "confirmed",
+                                                  PARETO_VALUE: means["val_accuracy"].to_numpy(),
+                                                  "train_seconds": means["train_seconds"].to_numpy(),
+                                                  "parameters": means["parameters"].to_numpy()})],
+                           ignore_index=True)
+    points = points[["label", "kind", PARETO_VALUE, "train_seconds", "parameters"]]
+    for cost in study_figures.COSTS:
+        points[f"front_{cost}"] = study_figures.pareto_front(points, cost, PARETO_VALUE)
+    points.to_csv(out_dir / "pareto.csv", index=False, float_format="%.6g")
+    study_figures.plot_pareto(points, PARETO_VALUE).savefig(figures / "pareto_front.png", **save)
+    front = points[points["front_train_seconds"]].sort_values("train_seconds")
+    return ["## Figures", "",
+            f"`{trials.objective}` against each hyperparameter" + (f", coloured by {trials.budget}" if trials.budget
+                                                                    else "") + ":", "",
+            "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", "",
+            "Every trial through its hyperparameters:", "", "![parallel coordinates](figures/parallel_coordinates.png)",
+            "", "Validation accuracy against training cost, trials and confirmed configurations (mean over seeds); "
+            "the Pareto front links the configurations that nothing cheaper beats (`pareto.csv`). On the "
+            "seconds axis: " + "; ".join(f"{r.label}{' (confirmed)' if r.kind == 'confirmed' else ''} "
+                                         f"({r.train_seconds:.0f} s, {r.best_val_accuracy:.4f})"
+                                         for r in front.itertuples()) + ".", "",
+            "![Pareto front](figures/pareto_front.png)", ""]
+
+
+def _budget(budget: str, value) -> str:
+    return f"{value} {budget}"  # "20 epochs"
+
+
+def _counts(counts: Dict[Hashable, int]) -> str:
+    return ", ".join(f"{k}: {v}" if k is not None else str(v) for k, v in counts.items()) or "none"
+

@@ -1,0 +1,231 @@
+"""A study's report and answer, and `python -m src.report --compare`, on runs built
+directly in a temporary MLflow store (nothing trained): runs paired by seed and image,
+the confirmation section, importance per budget, the edge-of-space flag, the figures
+and the description logged into the study's parent run."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from src.analysis import report
+from src.tracking import store
+from src.tracking.logged import read_test_classes
+
+from helpers import logged_run
+
+N_IMAGES = 1000
+TRUTH = np.random.default_rng(0).integers(0, 10, N_IMAGES)
+
+
+def predictions(accuracy: float = 0.7, extra_right: int = 0) -> np.ndarray:
+    """Right on the first accuracy * N_IMAGES images, and on `extra_right` more."""
+    right = np.arange(N_IMAGES) < int(accuracy * N_IMAGES) + extra_right
+    return np.where(right, TRUTH, (TRUTH + 1) % 10)
+
+
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory):
+    """One store for the module (creating one costs seconds); each test has its own experiment."""
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    store.ensure_experiment(uri, "default")
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def experiment(uri, request):
+    return uri, store.ensure_experiment(uri, request.node.name)
+
+
+def config_runs(experiment_id, config: str, seeds=(1, 2, 3), extra_right: int = 0, with_predictions=True):
+    for seed in seeds:
+        # Seeds differ a little, by the same amount on both sides: each seed's difference stays extra_right.
+        predicted = predictions(accuracy=0.7 + 0.01 * seed, extra_right=extra_right)
+        # The tag names the experiment too: other tests' runs share the store.
+        logged_run(experiment_id, f"{config} s{seed}", tags={"config": f"{config}-{experiment_id}"}, params={"seed": seed},
+                   test_classes=(TRUTH, predicted) if with_predictions else None,
+                   metrics={} if with_predictions else {"test_accuracy": float((predicted == TRUTH).mean())})
+
+
+def compare(uri, out, experiment_id):
+    """`--compare` of the configurations 'wide' and 'narrow' of one experiment."""
+    report.main(["--compare", f"tags.config = 'wide-{experiment_id}'", f"tags.config = 'narrow-{experiment_id}'",
+                 "--labels", "wide", "narrow", "--tracking-uri", uri, "--out", str(out)])
+    return (out / "COMPARISON.md").read_text(), pd.read_csv(out / "comparison.csv")
+
+
+# --- predictions and --compare -----------------------------------------------------------------
+
+def test_a_test_evaluation_logs_every_images_classes(experiment):
+    uri, experiment_id = experiment
+    truth, predicted = TRUTH[:50], predictions()[:50]
+    run_id = logged_run(experiment_id, "evaluated", test_classes=(truth, predicted), evaluation=True)
+    read_predicted, read_truth = read_test_classes(MlflowClient(uri), run_id)
+    assert read_predicted.dtype == read_truth.dtype == np.uint8
+    assert (read_predicted == predicted).all() and (read_truth == truth).all()
+    assert read_test_classes(MlflowClient(uri), logged_run(experiment_id, "not evaluated")) == (None, None)
+
+
+def test_compare_pairs_runs_by_seed_and_image(experiment, tmp_path):
+    uri, experiment_id = experiment
+    config_runs(experiment_id, "wide", extra_right=60)
+    config_runs(experiment_id, "narrow")
+    text, seeds = compare(uri, tmp_path / "out", experiment_id)
+    assert list(seeds["seed"]) == [1, 2, 3]
+    assert seeds["difference"].tolist() == pytest.approx([60 / N_IMAGES] * 3)
+    assert "wide is 6.00 points more accurate than narrow" in text
+    assert "3 seeds x 1000 test images): significant" in text
+    assert "paired bootstrap over 1000 test images" in text and "Welch" not in text
+
+
+def test_compare_of_identical_predictions_is_zero_and_not_significant(experiment, tmp_path):
+    uri, experiment_id = experiment
+    config_runs(experiment_id, "wide")
+    config_runs(experiment_id, "narrow")
+    text, seeds = compare(uri, tmp_path / "out", experiment_id)
+    assert (seeds["difference"] == 0).all()
+    assert "wide and narrow are equally accurate (95% interval 0.00 to 0.00 points" in text
+    assert "not significant" in text
+
+
+def test_compare_without_predictions_falls_back_to_welch_and_says_so(experiment, tmp_path):
+    uri, experiment_id = experiment
+    config_runs(experiment_id, "wide", extra_right=60)
+    config_runs(experiment_id, "narrow", with_predictions=False)
+    text, _ = compare(uri, tmp_path / "out", experiment_id)
+    assert "wide is 6.00 points more accurate than narrow" in text
+    assert "Welch t over 3 and 3 runs" in text
+    assert "Not paired on test images" in text and "logged no per-image test predictions" in text
+
+
+def test_compare_refuses_a_side_with_a_seed_twice(experiment, tmp_path):
+    uri, experiment_id = experiment
+    config_runs(experiment_id, "wide", seeds=(1, 1))
+    config_runs(experiment_id, "narrow")
+    with pytest.raises(SystemExit, match="both have seed 1.*narrow the filter"):
+        compare(uri, tmp_path / "out", experiment_id)
+
+
+# --- a study's report --------------------------------------------------------------------------
+
+SPACE = {"dropout": {"key": "model.dropout", "type": "float", "min": 0.0, "max": 0.6, "step": 0.1},
+         "width": {"key": "model.width", "type": "choice", "values": [0.5, 1.0, 2.0]}}
+MODEL = {"model.filters": "[8, 16]", "model.dense_units": "[16]", "model.kernel_size": 3}
+WINNER = {"dropout": 0.6, "width": 1.0}
+
+
+def hyperband_study(experiment_id, study: str):
+    """A Hyperband study whose objective only dropout drives (more so with more epochs), its
+    best configuration at the top of the dropout range, confirmed over three seeds."""
+    parent = logged_run(
+        experiment_id, "study hb", tags={"study": study, "study_role": "parent", "tuner": "hyperband"},
+        params={"tuner.kind": "hyperband", "tuner.objective": "val_accuracy", "tuner.max_epochs": 9,
+                "tuner.factor": 3, "data.validation": "split", "data.test_images": N_IMAGES,
+                "final.trial_id": "0020", "final.mode": "retrain", "seed": 42,
+                **{f"best.{k}": v for k, v in WINNER.items()}},
+        test_classes=(TRUTH, predictions(extra_right=80)), evaluation=True, artifacts={"search_space.json": {"search_space": SPACE}})
+    rng = np.random.default_rng(1)
+    trial = 0
+    for epochs, count in ((1, 10), (3, 8), (9, 6)):
+        for _ in range(count):
+            values = {"dropout": round(float(rng.choice(np.arange(0.0, 0.65, 0.1))), 1),
+                      "width": float(rng.choice([0.5, 1.0, 2.0]))}
+            if trial in (20, 21):  # the two best at the top budget, confirmed below
+                values = WINNER if trial == 20 else {"dropout": 0.5, "width": 1.0}
+            logged_run(experiment_id, f"trial {trial:04d}", parent=parent,
+                       tags={"study": study, "study_role": "trial", "trial_id": f"{trial:04d}"},
+                       params={**{f"hp.{k}": v for k, v in values.items()}, "hp.tuner/epochs": epochs,
+                               "hp.tuner/initial_epoch": 0, "trainer.epochs": epochs, "data.validation": "split",
+                               **{f"model.{k}": v for k, v in values.items()}, **MODEL},
+                       metrics={"best_val_accuracy": 0.3 + 0.5 * values["dropout"] * epochs / 9
+                                + rng.normal(0, 1e-3), "train_seconds": 10.0 * epochs * values["width"]})
+            trial += 1
+    for candidate, extra_right, val in (("trial 0020", 80, 0.62), ("trial 0021", 40, 0.60), ("baseline", 0, 0.55)):
+        for seed in (42, 43, 44):
+            logged_run(experiment_id, f"confirm {candidate} seed {seed}", parent=parent,
+                       tags={"study": study, "study_role": "confirm", "confirm_candidate": candidate},
+                       params={"seed": seed, "data.test_images": N_IMAGES, **MODEL,
+                               "model.dropout": 0.5, "model.width": 1.0},
+                       metrics={"best_val_accuracy": val + 0.001 * (seed - 42), "train_seconds": 95.0 + seed},
+                       test_classes=(TRUTH, predictions(extra_right=extra_right)))
+    return parent
+
+
+def artifacts(client, run_id, path=None):
+    found = []
+    for item in client.list_artifacts(run_id, path):
+        found += artifacts(client, run_id, item.path) if item.is_dir else [item.path]
+    return set(found)
+
+
+def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_path):
+    uri, experiment_id = experiment
+    parent = hyperband_study(experiment_id, "hb")
+    out = tmp_path / "report"
+    report.main(["hb", "--tracking-uri", uri, "--out", str(out)])
+    text = (out / "REPORT.md").read_text()
+
+    # Confirmation: every candidate and seed, the winner on validation, the paired difference in words.
+    assert "## Confirmation: the winner against the baseline" in text
+    assert "| **trial 0020** (winner) | dropout=0.6, width=1 | 3 |" in text
+    for candidate in ("trial 0020", "trial 0021", "baseline"):
+        assert all(f"| {candidate} | {seed} |" in text for seed in (42, 43, 44))
+    assert "Confirmed winner: trial 0020" in text
+    assert "trial 0020 is 8.00 points more accurate than baseline" in text
+    assert "3 seeds x 1000 test images): significant" in text
+    assert "Best configuration against the baseline" not in text  # the confirmation replaces it
+
+    # Importance per budget: dropout first at every budget, Hyperband's epochs never ranked.
+    importance = pd.read_csv(out / "importance.csv")
+    assert sorted(importance["budget"].unique()) == [1, 3, 9]
+    for _, table in importance.groupby("budget"):
+        assert table.iloc[0]["hyperparameter"] == "dropout"
+    assert set(importance["hyperparameter"]) == {"dropout", "width"}
+    assert "Importance (fANOVA at 9 epochs, 6 trials): dropout" in text
+    assert "### Marginal effects at 9 epochs" in text
+
+    # The edge of the space: dropout's best value is the largest offered; width's is inside.
+    assert "dropout: best value 0.6 is the largest offered (max 0.6): at the edge of the space: widen it" in text
+    assert "width: 1 is inside the range offered" in text
+
+    # Pareto front: the trials and the confirmed configurations, cheapest first.
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert len(pareto) == 24 + 3 and set(pareto["kind"]) == {"trial", "confirmed"}
+    assert pareto.loc[pareto["label"] == "trial 0020", "parameters"].notna().all()  # counted from the config
+
+    # The answer inside MLflow: report and figures as the parent's artifacts, the summary as its description.
+    client = MlflowClient(uri)
+    logged = artifacts(client, parent)
+    assert {"report/REPORT.md", "report/importance.csv", "report/pareto.csv",
+            *(f"report/figures/{name}.png" for name in ("objective_vs_hyperparameters", "parallel_coordinates",
+                                                        "pareto_front", "validation_curves"))} <= logged
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    assert "Confirmed winner: trial 0020" in note and "points more accurate than baseline" in note
+    assert ": significant" in note and "Importance (fANOVA at 9 epochs" in note and "widen it" in note
+
+
+def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_difference(experiment, tmp_path):
+    """Confirmation runs from before the true classes were logged: the study recorded the paired
+    difference when it had the labels in memory; the report shows that rather than a weaker one."""
+    uri, experiment_id = experiment
+    parent = hyperband_study(experiment_id, "hb_old")
+    client = MlflowClient(uri)
+    for run in client.search_runs([experiment_id], "tags.study_role = 'confirm'"):
+        (Path(urlparse(run.info.artifact_uri).path) / "predictions" / "test_true_class.npy").unlink()
+    for key, value in {"confirm_difference": 0.08, "confirm_difference_low": 0.05,
+                       "confirm_difference_high": 0.11}.items():
+        client.log_metric(parent, key, value)
+    out = tmp_path / "report"
+    report.main(["--study", "hb_old", "--tracking-uri", uri, "--out", str(out), "--no-publish"])
+    text = (out / "REPORT.md").read_text()
+    assert "trial 0020 is 8.00 points more accurate than baseline (95% interval 5.00 to 11.00 points" in text
+    assert "as the study computed it at its confirmation stage" in text
+    assert "mlflow.note.content" not in client.get_run(parent).data.tags  # --no-publish
+    assert "Welch" not in text
