@@ -133,15 +133,17 @@ def hyperband_study(experiment_id, study: str):
         test_classes=(TRUTH, predictions(extra_right=80)), evaluation=True, artifacts={"search_space.json": {"search_space": SPACE}})
     rng = np.random.default_rng(1)
     trial = 0
-    for epochs, count in ((1, 10), (3, 8), (9, 6)):
+    for epochs, count, continues in ((1, 10, None), (3, 8, 10), (9, 6, 8)):
         for _ in range(count):
+            # Later rounds continue an earlier round's trial, as Hyperband does (hp tuner/trial_id).
+            previous = {"hp.tuner/trial_id": f"{trial - continues:04d}"} if continues else {}
             values = {"dropout": round(float(rng.choice(np.arange(0.0, 0.65, 0.1))), 1),
                       "width": float(rng.choice([0.5, 1.0, 2.0]))}
             if trial in (20, 21):  # the two best at the top budget, confirmed below
                 values = WINNER if trial == 20 else {"dropout": 0.5, "width": 1.0}
             logged_run(experiment_id, f"trial {trial:04d}", parent=parent,
                        tags={"study": study, "study_role": "trial", "trial_id": f"{trial:04d}"},
-                       params={**{f"hp.{k}": v for k, v in values.items()}, "hp.tuner/epochs": epochs,
+                       params={**{f"hp.{k}": v for k, v in values.items()}, "hp.tuner/epochs": epochs, **previous,
                                "hp.tuner/initial_epoch": 0, "trainer.epochs": epochs, "data.validation": "split",
                                **{f"model.{k}": v for k, v in values.items()}, **MODEL},
                        metrics={"best_val_accuracy": 0.3 + 0.5 * values["dropout"] * epochs / 9
@@ -198,10 +200,16 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     # Pareto front: the trials and the confirmed configurations, cheapest first.
     pareto = pd.read_csv(out / "pareto.csv")
     assert len(pareto) == 24 + 3 and set(pareto["kind"]) == {"trial", "confirmed"}
-    assert pareto.loc[pareto["label"] == "trial 0020", "parameters"].notna().all()  # counted from the config
+    client = MlflowClient(uri)
+    seconds = {r.data.tags["trial_id"]: r.data.metrics["train_seconds"]
+               for r in client.search_runs([experiment_id], "tags.study_role = 'trial'")}
+    # Trial 20 (9 epochs) continued trial 12 (3 epochs), which continued trial 2 (1 epoch).
+    trials = pareto[pareto["kind"] == "trial"].set_index("label")
+    from_scratch = trials.loc["trial 0020", "seconds_from_scratch"]
+    assert from_scratch == pytest.approx(seconds["0020"] + seconds["0012"] + seconds["0002"])
+    assert trials["parameters"].notna().all()  # counted from each trial's model config
 
     # The answer inside MLflow: report and figures as the parent's artifacts, the summary as its description.
-    client = MlflowClient(uri)
     logged = artifacts(client, parent)
     assert {"report/REPORT.md", "report/importance.csv", "report/pareto.csv",
             *(f"report/figures/{name}.png" for name in ("objective_vs_hyperparameters", "parallel_coordinates",
@@ -209,6 +217,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     note = client.get_run(parent).data.tags["mlflow.note.content"]
     assert "Confirmed winner: trial 0020" in note and "points more accurate than baseline" in note
     assert ": significant" in note and "Importance (fANOVA at 9 epochs" in note and "widen it" in note
+    assert "Its hyperparameters: dropout=0.6, width=1." in note
 
 
 def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_difference(experiment, tmp_path):

@@ -201,7 +201,9 @@ def comparison_section(client, selection: Selection, frame: pd.DataFrame, board:
     """The best configuration's test accuracy against the baseline's, with the
     difference and its uncertainty."""
     if selection.kind == "study":
-        best_test = np.array([r.data.metrics["test_accuracy"] for r in selection.evaluated])
+        # (A study still running has no test evaluation yet.)
+        best_test = np.array([r.data.metrics["test_accuracy"] for r in selection.evaluated
+                              if "test_accuracy" in r.data.metrics])
     else:
         chosen = set(frame.loc[frame["config"] == board.iloc[0]["config"], "run_id"])
         best_test = np.array([r.data.metrics["test_accuracy"] for r in selection.evaluated

@@ -91,6 +91,7 @@ def run_section(client, run, out_dir: Path, heading: str = "Run") -> List[str]:
 
 def best_run_section(client, evaluated: list, kind: str, out_dir: Path) -> List[str]:
     """The best evaluated run in detail: its test report and confusion matrix."""
+    evaluated = [r for r in evaluated if "test_accuracy" in r.data.metrics]  # not a study still running
     if not evaluated:
         return []
     best = max(evaluated, key=lambda r: (r.data.metrics.get("best_val_accuracy", 0), r.info.run_id))

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from src.analysis.importance import hashable
 
-COSTS = {"train_seconds": "training seconds", "parameters": "parameters"}
+COSTS = {"seconds_from_scratch": "training seconds (from scratch)", "parameters": "parameters"}
 
 
 def plot_parallel_coordinates(frame: pd.DataFrame, columns: List[str], objective: str) -> Figure:
@@ -90,6 +91,10 @@ def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
             axes.step(front[cost], front[value], where="post", color="black", linewidth=1, label="Pareto front")
         if len(data) and data[cost].min() > 0:
             axes.set_xscale("log")
+            # 1-2-5 ticks in plain numbers: a short log range otherwise gets one label, or crowded minor ones.
+            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(cost_label)
         axes.set_ylabel(value)
         axes.grid(alpha=0.3)
