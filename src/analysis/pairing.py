@@ -15,7 +15,9 @@ Used by the confirmation stage of a study, by a study's report and by
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -25,8 +27,10 @@ import pandas as pd
 
 from src.analysis import stats
 from src.config import ProjectError
+from src.config.paths import PROJECT_ROOT
 from src.tracking.logged import read_test_classes
 
+log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_TEST_IMAGES = 10_000
 
@@ -165,3 +169,15 @@ def folder_name(label_a: str, label_b: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{label_a}_vs_{label_b}").strip("_")[:80]
     digest = hashlib.sha1("\n".join((label_a, label_b)).encode()).hexdigest()[:8]
     return f"{readable}_{digest}"
+
+
+def compare_sides(client, side_a: str, side_b: str, labels: Optional[Sequence[str]] = None,
+                  out_dir: Optional[Path] = None) -> Path:
+    """`python -m src.report --compare A B`: find both sides' runs, pair them, log the verdict,
+    write COMPARISON.md (default folder: experiments/comparisons/<A_vs_B>)."""
+    label_a, label_b = labels or (side_a, side_b)
+    comparison = compare_runs(client, find_runs(client, side_a), find_runs(client, side_b), label_a, label_b)
+    log.info("%s", comparison.sentence())
+    out_dir = out_dir or PROJECT_ROOT / "experiments" / "comparisons" / folder_name(label_a, label_b)
+    command = "python -m src.report --compare " + " ".join(shlex.quote(side) for side in (side_a, side_b))
+    return write_comparison(comparison, out_dir, command)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -281,26 +280,16 @@ def main(argv: Optional[list] = None) -> None:
     mlflow.set_tracking_uri(uri)  # compare.search_frame reads through mlflow.search_runs
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per small file
     if args.compare:
-        print(f"wrote {compare_sides(client, *args.compare, labels=args.labels, out=args.out)}")
+        try:
+            written = pairing.compare_sides(client, *args.compare, args.labels, Path(args.out) if args.out else None)
+        except ProjectError as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"wrote {written}")
         return
     kind, selector = chosen[0] if chosen else (None, args.selector)
     selection = select(client, selector, kind)
     out_dir = Path(args.out) if args.out else PROJECT_ROOT / "experiments" / selection.name
     print(f"wrote {write_report(client, selection, out_dir, args.baseline, args.title, not args.no_publish)}")
-
-
-def compare_sides(client, side_a: str, side_b: str, labels: Optional[list] = None, out: Optional[str] = None) -> Path:
-    """`--compare A B`: find both sides' runs, pair them, log the verdict, write COMPARISON.md."""
-    label_a, label_b = labels or (side_a, side_b)
-    try:
-        comparison = pairing.compare_runs(client, pairing.find_runs(client, side_a), pairing.find_runs(client, side_b),
-                                          label_a, label_b)
-    except ProjectError as err:
-        raise SystemExit(f"error: {err}") from None
-    log.info("%s", comparison.sentence())
-    out_dir = Path(out) if out else PROJECT_ROOT / "experiments" / "comparisons" / pairing.folder_name(label_a, label_b)
-    command = "python -m src.report --compare " + " ".join(shlex.quote(side) for side in (side_a, side_b))
-    return pairing.write_comparison(comparison, out_dir, command)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Figures of a study's trials: a parallel-coordinates plot, and the Pareto front of
-accuracy against training cost (seconds, parameters).
+"""Figures of a study's trials: the objective against each hyperparameter by budget, a
+parallel-coordinates plot, and the Pareto front of accuracy against training cost
+(seconds, parameters).
 
 matplotlib's object API (no pyplot state), as in `compare`, so that building
 figures in a long process leaks nothing.
 """
 from __future__ import annotations
 
-from typing import List
+from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 import pandas as pd
@@ -14,8 +16,10 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from src.analysis import compare
 from src.analysis.importance import hashable
 
+PARETO_VALUE = "best_val_accuracy"  # validation, as selection: the test set is for the confirmed winner only
 COSTS = {"seconds_from_scratch": "training seconds (from scratch)", "parameters": "parameters"}
 
 
@@ -102,3 +106,45 @@ def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
             axes.legend(fontsize=7)
     figure.suptitle(f"{value} against training cost: what each extra second or parameter buys")
     return figure
+
+
+def write_figures(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
+                  confirmed: Optional[pd.DataFrame], out_dir: Path) -> List[str]:
+    """A study's figures under `out_dir/figures` and `pareto.csv`; returns the report's lines.
+    `frame`: its finished trials (hyperparameters, budget, objective, seconds_from_scratch,
+    parameters); `confirmed`: its confirmation runs (candidate, val_accuracy, train_seconds,
+    parameters), or None."""
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    if not len(frame) or not names:
+        return []
+    save = {"metadata": {"Software": None}}  # no version stamp: the same runs give the same bytes
+    compare.plot_objective_vs_params(frame, names, objective, budget).savefig(
+        figures / "objective_vs_hyperparameters.png", **save)
+    plot_parallel_coordinates(frame, [*([budget] if budget else []), *names], objective).savefig(
+        figures / "parallel_coordinates.png", **save)
+    points = frame.assign(label="trial " + frame["trial_id"], kind="trial")
+    if confirmed is not None:
+        means = confirmed.groupby("candidate", sort=False)[["val_accuracy", "train_seconds", "parameters"]].mean()
+        points = pd.concat([points, pd.DataFrame({"label": means.index, "kind": "confirmed",
+                                                  PARETO_VALUE: means["val_accuracy"].to_numpy(),
+                                                  "seconds_from_scratch": means["train_seconds"].to_numpy(),
+                                                  "parameters": means["parameters"].to_numpy()})],
+                           ignore_index=True)
+    points = points[["label", "kind", PARETO_VALUE, *COSTS]]
+    for cost in COSTS:
+        points[f"front_{cost}"] = pareto_front(points, cost, PARETO_VALUE)
+    points.to_csv(out_dir / "pareto.csv", index=False, float_format="%.6g")
+    plot_pareto(points, PARETO_VALUE).savefig(figures / "pareto_front.png", **save)
+    front = points[points["front_seconds_from_scratch"]].sort_values("seconds_from_scratch")
+    return ["## Figures", "",
+            f"`{objective}` against each hyperparameter" + (f", coloured by {budget}" if budget else "") + ":", "",
+            "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", "",
+            "Every trial through its hyperparameters:", "", "![parallel coordinates](figures/parallel_coordinates.png)",
+            "", "Validation accuracy against training cost, trials and confirmed configurations (mean over seeds); "
+            "a Hyperband trial's seconds include the earlier rounds it continued; "
+            "the Pareto front links the configurations that nothing cheaper beats (`pareto.csv`). On the "
+            "seconds axis: " + "; ".join(f"{r.label}{' (confirmed)' if r.kind == 'confirmed' else ''} "
+                                         f"({r.seconds_from_scratch:.0f} s, {r.best_val_accuracy:.4f})"
+                                         for r in front.itertuples()) + ".", "",
+            "![Pareto front](figures/pareto_front.png)", ""]

@@ -25,7 +25,6 @@ from src.tracking.store import child_runs
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
 REPORT_ARTIFACTS = "report"  # where a study's report lives among its parent run's artifacts
 NOTE_TAG = "mlflow.note.content"  # the run's description, shown at the top of the run in the MLflow UI
-PARETO_VALUE = "best_val_accuracy"  # validation, as selection: the test set is for the confirmed winner only
 
 
 @dataclass
@@ -151,7 +150,8 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
     importance_lines, headline = _importance(trials, out_dir)
     winner = confirmed.winner if confirmed is not None else search_winner(trials, parent)
     edge_lines, flags = _edges(trials, winner, parent.data.params)
-    figure_lines = _figures(trials, confirmed, out_dir)
+    figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
+                                               None if confirmed is None else confirmed.table, out_dir)
     values = f" Its hyperparameters: {described[winner]}." if described.get(winner) else ""
     note = "\n\n".join([f"**Study `{parent.data.tags.get('study', parent.info.run_name)}`.** {answer}{values}",
                          headline, *flags, f"Full report: artifacts `{REPORT_ARTIFACTS}/REPORT.md`."])
@@ -258,47 +258,6 @@ def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> T
         flags += [flag] if flag else []
         lines.append(f"- **{flag}**" if flag else f"- {name}: {_show(values[name])} is inside the range offered")
     return lines + [""], flags
-
-
-def _figures(trials: StudyTrials, confirmed, out_dir: Path) -> List[str]:
-    figures = out_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    frame = trials.frame
-    if not len(frame) or not trials.names:
-        return []
-    save = {"metadata": {"Software": None}}  # no version stamp: the same runs give the same bytes
-    compare.plot_objective_vs_params(frame, trials.names, trials.objective, trials.budget).savefig(
-        figures / "objective_vs_hyperparameters.png", **save)
-    axes = [trials.budget] if trials.budget else []
-    study_figures.plot_parallel_coordinates(frame, [*axes, *trials.names], trials.objective).savefig(
-        figures / "parallel_coordinates.png", **save)
-    points = frame.assign(label="trial " + frame["trial_id"], kind="trial")
-    if confirmed is not None:
-        means = confirmed.table.groupby("candidate", sort=False)[["val_accuracy", "train_seconds",
-                                                                  "parameters"]].mean()
-        points = pd.concat([points, pd.DataFrame({"label": means.index, "kind": "confirmed",
-                                                  PARETO_VALUE: means["val_accuracy"].to_numpy(),
-                                                  "seconds_from_scratch": means["train_seconds"].to_numpy(),
-                                                  "parameters": means["parameters"].to_numpy()})],
-                           ignore_index=True)
-    points = points[["label", "kind", PARETO_VALUE, "seconds_from_scratch", "parameters"]]
-    for cost in study_figures.COSTS:
-        points[f"front_{cost}"] = study_figures.pareto_front(points, cost, PARETO_VALUE)
-    points.to_csv(out_dir / "pareto.csv", index=False, float_format="%.6g")
-    study_figures.plot_pareto(points, PARETO_VALUE).savefig(figures / "pareto_front.png", **save)
-    front = points[points["front_seconds_from_scratch"]].sort_values("seconds_from_scratch")
-    return ["## Figures", "",
-            f"`{trials.objective}` against each hyperparameter" + (f", coloured by {trials.budget}" if trials.budget
-                                                                    else "") + ":", "",
-            "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", "",
-            "Every trial through its hyperparameters:", "", "![parallel coordinates](figures/parallel_coordinates.png)",
-            "", "Validation accuracy against training cost, trials and confirmed configurations (mean over seeds); "
-            "a Hyperband trial's seconds include the earlier rounds it continued; "
-            "the Pareto front links the configurations that nothing cheaper beats (`pareto.csv`). On the "
-            "seconds axis: " + "; ".join(f"{r.label}{' (confirmed)' if r.kind == 'confirmed' else ''} "
-                                         f"({r.seconds_from_scratch:.0f} s, {r.best_val_accuracy:.4f})"
-                                         for r in front.itertuples()) + ".", "",
-            "![Pareto front](figures/pareto_front.png)", ""]
 
 
 def _budget(budget: str, value) -> str:
