@@ -68,6 +68,7 @@ class CifarHyperModel(keras_tuner.HyperModel):
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
         mlflow.log_params(flatten(dataclasses.asdict(trial_cfg)))
+        logged.log_model_summary(model)  # its parameter count: the cost axis of the study's Pareto front
         # > 0 where a Hyperband round continued the optimizer of the round before.
         mlflow.log_param("optimizer.start_step", int(model.optimizer.iterations.numpy()))
         training = train.fit(model, self.splits, trainer, initial_epoch=initial_epoch,
