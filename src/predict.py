@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from src.core.data import CLASS_NAMES
-from src.tracking.store import resolve_uri, sqlite_path
+from src.tracking.store import check_reachable, resolve_uri, sqlite_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DEFAULT_NAME, DEFAULT_ALIAS = "cifar10-cnn", "champion"
@@ -79,6 +79,7 @@ def load_model(uri: str, tracking_uri: str):
     store = sqlite_path(tracking_uri)
     if store and not store.is_file():  # MLflow would create an empty store there
         raise FileNotFoundError(f"no MLflow store at {store}")
+    check_reachable(tracking_uri)  # a server that is down, or refuses this client, in one line
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.pyfunc.load_model(uri)
 

@@ -9,11 +9,13 @@ every run.
 """
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 import shlex
 import sqlite3
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -77,8 +79,8 @@ def run_link(uri: str, experiment_id: str, run_id: str) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on a tracking server that does not answer: MLflow's own
-    client retries with backoff for minutes."""
+    """Fail fast on a tracking server that does not answer (MLflow's own client
+    retries with backoff for minutes), or that will not let this client in."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -87,6 +89,43 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as err:
         raise TrackingError(f"tracking.uri={uri} is not reachable ({err}); "
                             "start the server or point tracking.uri elsewhere") from None
+    check_credentials(uri, timeout)
+
+
+def check_credentials(uri: str, timeout: float = 5.0) -> None:
+    """Ask the server for one experiment as MLflow's client would ask, with the
+    credentials MLflow takes from the environment (MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN). `/health` answers anyone,
+    so a server with authentication (`mlflow server --app-name basic-auth`) or
+    host protection (`--allowed-hosts`) would otherwise refuse the client only
+    later, in a traceback from deep inside MLflow. Other answers are left to MLflow."""
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    if username and password:
+        pair = base64.b64encode(f"{username}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
+    elif token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        body = err.read().decode(errors="replace")
+        if err.code == 401 and (username and password or token):
+            who = f"MLFLOW_TRACKING_USERNAME={username}" if username and password else "MLFLOW_TRACKING_TOKEN"
+            raise TrackingError(f"tracking server {uri} refused the credentials of {who} (HTTP 401): "
+                                "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
+        if err.code == 401:
+            raise TrackingError(f"tracking server {uri} requires a login (HTTP 401): set MLFLOW_TRACKING_USERNAME "
+                                "and MLFLOW_TRACKING_PASSWORD in the environment (never on the command line)") from None
+        if err.code == 403 and "Invalid Host header" in body:
+            host = urllib.parse.urlsplit(uri).netloc
+            raise TrackingError(f"tracking server {uri} refuses the host name {host} (HTTP 403, its --allowed-hosts "
+                                f"protection): use an address the server allows, or add {host} to its "
+                                "--allowed-hosts") from None
+    except (urllib.error.URLError, OSError):
+        pass  # answered /health a moment ago: whatever this is, MLflow's own retries and messages take it
 
 
 def check_sqlite_store(path: Path, timeout: Optional[float] = None) -> None:
