@@ -83,6 +83,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     retries with backoff for minutes), or that will not let this client in."""
     if not uri.startswith(("http://", "https://")):
         return
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is not None:
+        shown = parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}").geturl()
+        raise TrackingError(f"tracking.uri={shown} carries a password, which would be logged with every run "
+                            "(its params and command): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                            "in the environment instead")
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
             response.read()
