@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import tracking_server
 from helpers import make_synthetic_cifar
 
 
@@ -17,3 +18,18 @@ def synthetic_cifar(tmp_path) -> Path:
 @pytest.fixture
 def tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """A team's tracking server on 127.0.0.1 (tests/tracking_server.py): PostgreSQL behind
+    `mlflow server` with basic auth, one per test session (per xdist worker), stopped and
+    removed at its end. Skips with the reason where this machine cannot run it."""
+    try:
+        server = tracking_server.start()
+    except tracking_server.Unavailable as err:
+        pytest.skip(str(err))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,11 +13,11 @@ from test_sweep import TINY, sweep_runs
 
 from helpers import run_cli
 
+RAY_MISSING = (importlib.util.find_spec("ray") is None
+               or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None)
 pytestmark = [
     pytest.mark.slow,  # starts a Ray cluster's processes
-    pytest.mark.skipif(importlib.util.find_spec("ray") is None
-                       or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None,
-                       reason="ray / hydra-ray-launcher not installed (pip install -e '.[ray]')"),
+    pytest.mark.skipif(RAY_MISSING, reason="ray / hydra-ray-launcher not installed (pip install -e '.[ray]')"),
 ]
 
 
@@ -40,6 +40,12 @@ def stop(processes: list) -> None:
 
 
 def test_four_job_multirun_on_a_local_ray_instance(synthetic_cifar, tracking_uri, tmp_path):
+    ray_multirun(synthetic_cifar, tracking_uri, tmp_path)
+
+
+def ray_multirun(synthetic_cifar, tracking_uri, tmp_path):
+    """A four-job sweep on a local Ray instance, checked; also run against the
+    PostgreSQL-backed server (tests/test_tracking_server.py)."""
     # A short temp dir of its own: Ray's unix socket paths must stay under 107
     # characters, and it tells Ray's processes apart from any others here.
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
