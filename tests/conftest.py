@@ -20,11 +20,19 @@ def tracking_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The tests on the tracking server first, together: xdist's worksteal hands each
+    worker a contiguous block of the collection and steals only from a block's end, so
+    one worker runs them all at its start and only that worker starts the server."""
+    items.sort(key=lambda item: "mlflow_server" not in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def mlflow_server():
     """A team's tracking server on 127.0.0.1 (tests/tracking_server.py): PostgreSQL behind
-    `mlflow server` with basic auth, one per test session (per xdist worker), stopped and
-    removed at its end. Skips with the reason where this machine cannot run it."""
+    `mlflow server` with basic auth, one per test session (per xdist worker: the hook above
+    keeps its tests on one), stopped and removed at its end. Skips with the reason where
+    this machine cannot run it."""
     try:
         server = tracking_server.start()
     except tracking_server.Unavailable as err:

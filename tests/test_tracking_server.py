@@ -2,7 +2,7 @@
 with basic auth and host protection (the `mlflow_server` fixture,
 tests/tracking_server.py), through the real commands.
 
-One module, one xdist group: the server starts once per test session."""
+The server starts once per test session; conftest runs these tests first, on one xdist worker."""
 from __future__ import annotations
 
 import os
@@ -27,7 +27,7 @@ from src.tracking import store
 
 from helpers import CLASS_NAMES, PROJECT_ROOT, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tracking_server")]
+pytestmark = pytest.mark.slow  # starts PostgreSQL, mlflow server and the commands' processes
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -190,7 +190,7 @@ def test_four_job_joblib_multirun(mlflow_server, synthetic_cifar, tmp_path):
 
 def test_eight_processes_logging_the_same_dataset_at_once(mlflow_server):
     """tests/test_concurrency.py's race, on PostgreSQL through the server: every process
-    logs every dataset (the duplicate-key error arrives inside the server's answer)."""
+    logs every dataset."""
     assert race_datasets(mlflow_server.uri, guarded=True) == []
     client = MlflowClient(mlflow_server.uri)
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import psutil
+
 START_TIMEOUT_S = 120.0  # both servers, on a loaded 2-core machine
 DB_USER = "mlflow"
 USERNAME = "tester"  # an ordinary user, as each team member would be
@@ -77,18 +79,40 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _group(pgid: int) -> List[psutil.Process]:
+    """The live (not zombie) processes of a process group."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (OSError, psutil.Error):
+            pass
+    return found
+
+
 def _stop_group(process: Optional[subprocess.Popen], sig: int, timeout: float = 30.0) -> None:
-    """`sig` to the process group the process leads, then SIGKILL if it lingers."""
-    if process is None or process.poll() is not None:
+    """`sig` to the process group the process leads (it and every child it started),
+    SIGKILL to whatever is left of the group after `timeout`; raises if anything survives."""
+    if process is None:
         return
     try:
         os.killpg(process.pid, sig)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
     except ProcessLookupError:
         pass
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(_group(process.pid), timeout=timeout)
+    for straggler in alive:
+        straggler.kill()
+    _, alive = psutil.wait_procs(alive, timeout=10)
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    if alive:
+        raise RuntimeError(f"left running: {[' '.join(p.cmdline()[:3]) for p in alive]}")
 
 
 @dataclass
@@ -111,11 +135,16 @@ class TrackingServer:
         return [p for p in (self.mlflow, self.postgres) if p is not None]
 
     def stop(self) -> None:
-        # mlflow server runs uvicorn and its workers in its process group; SIGTERM ends them.
-        _stop_group(self.mlflow, signal.SIGTERM)
-        # SIGINT is PostgreSQL's "fast" shutdown: it ends every session and stops cleanly.
-        _stop_group(self.postgres, signal.SIGINT)
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Both servers and every process they started, then every file they wrote."""
+        try:
+            # mlflow server runs uvicorn and its workers in its process group; SIGTERM ends them.
+            _stop_group(self.mlflow, signal.SIGTERM)
+        finally:
+            try:
+                # SIGINT is PostgreSQL's "fast" shutdown: it ends every session and stops cleanly.
+                _stop_group(self.postgres, signal.SIGINT)
+            finally:
+                shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start() -> TrackingServer:
