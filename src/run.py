@@ -78,7 +78,8 @@ def main(cfg: DictConfig) -> float:
         with native_stderr_to(output_dir / "tensorflow.log"):
             from src.jobs.study import run_study
             from src.jobs.training import run_training
-        run = run_study if typed.tuner is not None else run_training
+            from src.jobs.worker_process import run_worker
+        run = run_training if typed.tuner is None else run_worker if typed.tuner.role == "worker" else run_study
         return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:
         return _stop(err)

@@ -5,6 +5,10 @@ what they change)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -88,16 +92,201 @@ def test_saved_state_from_another_config_is_refused_naming_the_difference(tmp_pa
 # ---- worker configuration ------------------------------------------------------
 
 def test_workers_get_one_thread_each_unless_the_command_line_says_otherwise(tmp_path):
-    from src.jobs import workers
+    from src.jobs import roles
 
     cfg = study_config(tmp_path, "tuner.workers=2", "tuner.overwrite=true")
-    child = workers.worker_config(cfg, overrides=["tuner.workers=2"])
+    child = roles.worker_config(cfg, overrides=["tuner.workers=2"])
     assert (child.trainer.intra_op_threads, child.trainer.inter_op_threads) == (1, 1)
     assert child.tuner.overwrite is False  # the launcher has cleared the state once
     given = study_config(tmp_path, "tuner.workers=2", "trainer.intra_op_threads=4")
-    child = workers.worker_config(given, overrides=["trainer.intra_op_threads=4"])
+    child = roles.worker_config(given, overrides=["trainer.intra_op_threads=4"])
     assert (child.trainer.intra_op_threads, child.trainer.inter_op_threads) == (4, 1)
-    assert workers.worker_ids(3) == ["tuner0", "tuner1", "tuner2"]
+    # tuner.worker_cpus sizes each worker where the threads are not set
+    wide = study_config(tmp_path, "tuner.workers=2", "tuner.worker_cpus=4")
+    assert roles.worker_config(wide, overrides=[]).trainer.intra_op_threads == 4
+    assert roles.worker_ids(3) == ["tuner0", "tuner1", "tuner2"]
+
+
+def test_workers_are_told_absolute_paths_as_they_may_run_elsewhere(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from src.jobs import roles
+
+    monkeypatch.chdir(tmp_path)
+    cfg = composed("+experiment=tune_random", "data.dir=data/cifar", "tuner.directory=out/tuner")
+    child = roles.with_absolute_paths(cfg, Path("out/tuner/tune_random").resolve())
+    assert child.data.dir == str(tmp_path / "data" / "cifar") and child.tuner.directory == str(tmp_path / "out" / "tuner")
+    assert state.state_dir(child) == tmp_path / "out" / "tuner" / "tune_random"
+
+
+# ---- placing the chief and the workers (tuner.role, tuner.chief_address, ...) ----
+
+@pytest.mark.parametrize("address, expected", [("node001:7777", ("node001", 7777)), ("10.0.0.5:1", ("10.0.0.5", 1)),
+                                               ("[::1]:65535", ("::1", 65535)), (" chief.cluster.local:80 ",
+                                                                                  ("chief.cluster.local", 80))])
+def test_a_chief_address_is_host_and_port(address, expected):
+    from src.config.cluster import parse_address
+
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["node001", "node001:", ":7777", "node001:0", "node001:65536", "node001:http",
+                                     "::1:7777", "no such host:7777", "node001:7777:1"])
+def test_a_bad_chief_address_is_refused_naming_it(address):
+    from src.config.cluster import parse_address
+
+    with pytest.raises(ConfigError, match=rf"^tuner\.chief_address={re.escape(repr(address))} is not allowed: "
+                                          r"expected host:port with a port in 1-65535"):
+        parse_address(address)
+
+
+ROLE_ERRORS = {
+    "a worker without the chief's address": (["tuner.role=worker", "tuner.worker_id=a"],
+                                             r"tuner\.chief_address=None is not allowed: expected host:port with "
+                                             r"tuner\.role=worker"),
+    "a chief without an address to listen on": (["tuner.role=chief"], r"tuner\.chief_address=None .*tuner\.role=chief"),
+    "a bad address": (["tuner.role=worker", "tuner.chief_address=node1", "tuner.worker_id=a"],
+                      r"tuner\.chief_address='node1' is not allowed"),
+    "a worker without an id": (["tuner.role=worker", "tuner.chief_address=node1:7777"],
+                               r"tuner\.worker_id=None is not allowed: expected a name unique in the study"),
+    "a worker id keras-tuner takes for the chief": (["tuner.role=worker", "tuner.chief_address=n:1",
+                                                    "tuner.worker_id=mychief"], r"tuner\.worker_id='mychief'"),
+    "an id without tuner.role=worker": (["tuner.worker_id=a"], r"tuner\.worker_id='a' .*unless tuner\.role=worker"),
+    "a worker that would clear the state": (["tuner.role=worker", "tuner.chief_address=n:1", "tuner.worker_id=a",
+                                             "tuner.overwrite=true"], r"tuner\.overwrite=True .*only the chief"),
+    "a chief with workers of its own": (["tuner.role=chief", "tuner.chief_address=n:1", "tuner.workers=2"],
+                                        r"tuner\.workers=2 is not allowed: expected 1 with tuner\.role=chief"),
+    "a bind address with a space": (["tuner.bind_host=my host"], r"tuner\.bind_host='my host' is not allowed"),
+    "a bind address with a port": (["tuner.bind_host=node1:7777"], r"tuner\.bind_host='node1:7777'"),
+    "negative restarts": (["tuner.worker_restarts=-1"], r"tuner\.worker_restarts=-1 is not allowed"),
+    "two GPUs per worker": (["tuner.worker_gpus=2"], r"tuner\.worker_gpus=2 is not allowed: expected null"),
+}
+
+
+@pytest.mark.parametrize("overrides, message", list(ROLE_ERRORS.values()), ids=list(ROLE_ERRORS))
+def test_role_keys_are_checked_with_the_config_in_one_line(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        study_config(tmp_path, *overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_valid_role_settings_pass_and_do_not_count_as_hyperparameters(tmp_path):
+    from src.config import cluster
+    from src.config.schema import is_hyperparameter
+
+    worker = study_config(tmp_path, "tuner.role=worker", "tuner.chief_address=node001:7777", "tuner.worker_id=tuner3")
+    chief = study_config(tmp_path, "tuner.role=chief", "tuner.chief_address=node001:7777", "tuner.bind_host=0.0.0.0")
+    assert cluster.distributed(worker.tuner) and cluster.distributed(chief.tuner)
+    assert not cluster.distributed(study_config(tmp_path).tuner)  # the default: one process
+    for key in ("role", "chief_address", "bind_host", "worker_id", "worker_cpus", "worker_gpus", "worker_restarts"):
+        assert not is_hyperparameter(f"tuner.{key}"), key
+    # so a study may be resumed by a chief, or by the one-command launcher, alike
+    directory = state.state_dir(chief)
+    state.save_state_config(study_config(tmp_path), directory)
+    (directory / "oracle.json").write_text("{}")
+    assert state.check_resumable(chief, directory) is True
+
+
+def test_a_worker_killed_by_a_signal_is_replaced_while_it_has_restarts():
+    from src.jobs.roles import Exit, after_exit
+
+    assert after_exit("tuner0", None, 3) is Exit.running
+    assert after_exit("tuner0", 0, 0) is Exit.done
+    assert after_exit("tuner0", -9, 1) is Exit.replace      # SIGKILL, the out-of-memory killer
+    assert after_exit("tuner0", -9, 0) is Exit.fail         # tuner.worker_restarts spent
+    assert after_exit("tuner0", 1, 3) is Exit.fail          # its own error: a new process would raise it again
+    assert after_exit("chief", -9, 3) is Exit.fail          # the oracle cannot be replaced mid-study
+
+
+def test_each_worker_takes_one_gpu_where_there_are_gpus(monkeypatch):
+    from src.jobs import roles
+
+    assert [roles.gpu_env(i, ["0", "1"], None)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["0", "1", "0"]
+    assert roles.gpu_env(0, ["3"], None)["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # sharers allocate as they go
+    assert roles.gpu_env(1, [], None) == {}  # no GPU: nothing to say
+    assert roles.gpu_env(1, ["0"], 0) == {"CUDA_VISIBLE_DEVICES": ""}  # tuner.worker_gpus=0: CPU only
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert roles.visible_gpus() == ["2", "5"]  # a scheduler's allocation is respected
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert roles.visible_gpus() == []
+
+
+def test_workers_reach_the_chief_through_keras_tuners_variables():
+    from src.jobs import roles
+
+    assert roles.oracle_env("10.0.0.5", 7777, "tuner1") == {
+        "KERASTUNER_ORACLE_IP": "10.0.0.5", "KERASTUNER_ORACLE_PORT": "7777", "KERASTUNER_TUNER_ID": "tuner1"}
+    assert roles.oracle_env("::1", 7777, "chief")["KERASTUNER_ORACLE_IP"] == "[::1]"  # keras-tuner joins ip:port
+    assert roles.local_connect_host("0.0.0.0") == "127.0.0.1" and roles.local_connect_host("10.0.0.5") == "10.0.0.5"
+
+
+def test_a_worker_with_another_config_than_the_study_is_refused_naming_the_key(tmp_path):
+    from types import SimpleNamespace
+
+    from src.jobs.worker_process import check_same_study
+    from src.tracking.runs import flatten
+
+    study = study_config(tmp_path, "tuner.role=chief", "tuner.chief_address=n:1")
+    params = flatten(OmegaConf.to_container(OmegaConf.structured(study), enum_to_str=True))
+    parent = SimpleNamespace(data=SimpleNamespace(params=params), info=SimpleNamespace(run_id="abc"))
+    worker = ("tuner.role=worker", "tuner.chief_address=n:1", "tuner.worker_id=w1")
+    check_same_study(study_config(tmp_path, *worker, "trainer.verbose=0", "tuner.worker_cpus=4"), parent)
+    with pytest.raises(ConfigError, match=r"^model\.dropout='0\.3' is not allowed: expected '0\.5', the value of "
+                                          r"study run abc"):
+        check_same_study(study_config(tmp_path, *worker, "model.dropout=0.3"), parent)
+
+
+def test_a_failpoint_with_a_marker_fires_in_the_first_process_only(tmp_path, monkeypatch):
+    from src.core import interrupt
+
+    killed = []
+    monkeypatch.setattr(interrupt.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setenv("CIFAR_FAILPOINT", "train_batch:2")
+    monkeypatch.setenv("CIFAR_FAILPOINT_ONCE", str(tmp_path / "fired"))
+    monkeypatch.setattr(interrupt, "_failpoint_hits", {})
+    interrupt.failpoint("train_batch")
+    assert killed == []
+    interrupt.failpoint("train_batch")
+    assert len(killed) == 1 and (tmp_path / "fired").exists()
+    monkeypatch.setattr(interrupt, "_failpoint_hits", {})  # a replacement process, same environment
+    for _ in range(3):
+        interrupt.failpoint("train_batch")
+    assert len(killed) == 1
+
+
+def test_a_replacement_worker_closes_its_predecessors_trial_runs_only(tmp_path):
+    import socket
+
+    import mlflow
+    import psutil
+
+    from src.jobs.worker_process import close_predecessor_trials
+    from src.tracking.runs import process_tags
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri)
+    experiment = client.create_experiment("study")
+    parent = client.create_run(experiment, tags={"study_role": "parent"}).info.run_id
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    start = f"{psutil.Process().create_time():.3f}"
+
+    def trial(worker, pid, process_start, host=socket.gethostname()):
+        return client.create_run(experiment, tags={"mlflow.parentRunId": parent, "study_role": "trial",
+                                                    "trial_id": "1", "tuner_worker": worker, "host": host,
+                                                    "pid": str(pid), "process_start": process_start}).info.run_id
+
+    mine, other = trial("tuner1", dead.pid, start), trial("tuner0", dead.pid, start)
+    remote = trial("tuner2", 1, "0", host="another-node")  # a lost node's run: its pid means nothing here
+    assert close_predecessor_trials(client, experiment, parent, "tuner1") == [mine]
+    assert client.get_run(mine).info.status == "FAILED"
+    assert "died in this trial" in client.get_run(mine).data.tags["closed_because"]
+    assert client.get_run(other).info.status == "RUNNING"
+    assert close_predecessor_trials(client, experiment, parent, "tuner2") == [remote]
+    alive = trial("tuner0", os.getpid(), process_tags()["process_start"])
+    with pytest.raises(ConfigError, match=r"tuner\.worker_id='tuner0' is not allowed: process \d+ on this host"):
+        close_predecessor_trials(client, experiment, parent, "tuner0")
+    assert client.get_run(alive).info.status == "RUNNING"
 
 
 # ---- config inheritance ----------------------------------------------------------

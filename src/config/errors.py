@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class ProjectError(RuntimeError):
     """An expected failure, reported to the user as a one-line message."""
+
+
+class ConfigError(ProjectError, ValueError):
+    """A config value is outside what the project accepts."""

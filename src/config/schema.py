@@ -13,18 +13,18 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from src.config.errors import ProjectError
-
-
-class ConfigError(ProjectError, ValueError):
-    """A config value is outside what the project accepts."""
-
+from src.config.cluster import TunerRole
+from src.config.cluster import check as check_placement
+from src.config.errors import ConfigError
 
 # Keys that say how or where a run executes, not what it computes: a report never
 # counts them as hyperparameters, and a study may resume with other values of them.
 NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
                        "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm", "tuner.plan",
-                       "data.train_images", "data.val_images", "data.test_images")
+                       "data.train_images", "data.val_images", "data.test_images",
+                       # where the study's processes run (src/config/cluster.py)
+                       "tuner.role", "tuner.chief_address", "tuner.bind_host",
+                       "tuner.worker_id", "tuner.worker_cpus", "tuner.worker_gpus", "tuner.worker_restarts")
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -257,9 +257,17 @@ class TunerConfig:
     directory: str = "outputs/tuner"  # keras-tuner state, one folder per project_name
     project_name: str = "${tracking.experiment}"  # keras-tuner state folder, also the study's MLflow tag
     final_fit: FinalFit = FinalFit.retrain
-    # Parallel keras-tuner workers on this machine (>= 2: an oracle process plus N worker
-    # processes, src/distributed.py); workers x trainer threads should match the cores.
+    # Parallel keras-tuner workers (>= 2 on this machine: an oracle process plus N worker
+    # processes, src/jobs/workers.py); workers x worker_cpus should match the cores.
     workers: int = 1
+    # Where the chief and the workers run (src/config/cluster.py, README "A study's workers on several machines").
+    role: TunerRole = TunerRole.all
+    chief_address: Optional[str] = None  # host:port the workers connect to (and whose port the chief binds)
+    bind_host: str = "127.0.0.1"  # the chief's listening interface: 0.0.0.0 for workers on other machines
+    worker_id: Optional[str] = None  # with role=worker: its keras-tuner id, unique in the study
+    worker_cpus: int = 1  # per worker: TensorFlow threads (unless trainer.*_threads set)
+    worker_gpus: Optional[int] = None  # per worker: null = one where GPUs are present, 0 = none
+    worker_restarts: int = 3  # a worker killed by a signal is replaced up to this many times
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
     # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).
     plan: bool = False
@@ -277,6 +285,7 @@ class TunerConfig:
             _fail("tuner.search_space", dict(self.search_space), "at least one hyperparameter")
         if not self.project_name.strip() or "/" in self.project_name:
             _fail("tuner.project_name", self.project_name, "a non-empty folder name")
+        check_placement(self)
 
 
 @dataclass

@@ -44,15 +44,28 @@ def failpoint(name: str) -> None:
     """A test hook for hard kills at exact moments: with CIFAR_FAILPOINT=<name>[:<n>]
     in the environment, the n-th time (default the first) this process passes
     `name`, it kills itself with SIGKILL, as the out-of-memory killer would.
-    Without the variable it does nothing."""
+    With CIFAR_FAILPOINT_ONCE=<file> as well, only the first of the processes
+    sharing that environment to get there is killed (it creates the file), so
+    that a worker started to replace it is not killed at the same point again.
+    Without CIFAR_FAILPOINT it does nothing."""
     spec = os.environ.get("CIFAR_FAILPOINT")
     if not spec:
         return
     wanted, _, count = spec.partition(":")
     if wanted == name:
         _failpoint_hits[name] = _failpoint_hits.get(name, 0) + 1
-        if _failpoint_hits[name] >= int(count or 1):
+        if _failpoint_hits[name] >= int(count or 1) and _first_to_fire(os.environ.get("CIFAR_FAILPOINT_ONCE")):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _first_to_fire(marker: Optional[str]) -> bool:
+    if not marker:
+        return True
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # atomic across processes
+        return True
+    except FileExistsError:
+        return False
 
 
 def defer() -> None:

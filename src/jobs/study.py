@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from src.analysis import compare, report
-from src.config import Config, FinalFit, TunerKind
+from src.config import Config, FinalFit, TunerKind, cluster
 from src.core import data as data_module
 from src.core import evaluate, interrupt, train
 from src.jobs import confirm
@@ -114,7 +114,7 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
         workers = f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else ""
         log.info("%s: %s search%s, state in %s%s; MLflow run %s", project, TunerKind(cfg.tuner.kind).value,
                  workers, directory, " (resumed)" if study_run_id else "", run.info.run_id)
-        if cfg.tuner.workers > 1:
+        if cluster.distributed(cfg.tuner):  # keras-tuner's chief and workers (src/jobs/workers.py)
             from src.jobs import workers as parallel
 
             tuner = parallel.search(cfg, hypermodel, directory, study_tags, run.info.run_id, uri,

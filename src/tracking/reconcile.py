@@ -47,7 +47,8 @@ def _running_runs(client) -> list:
     return client.search_runs(ids, "attributes.status = 'RUNNING'", max_results=50000) if ids else []
 
 
-def _close(client, run, reason: str) -> None:
+def close_run(client, run, reason: str) -> None:
+    """End a RUNNING run FAILED, at its last sign of life, saying why in `closed_because`."""
     client.set_tag(run.info.run_id, "closed_because", reason)
     client.set_terminated(run.info.run_id, "FAILED", end_time=int(last_sign_of_life(run) * 1000))
     log.warning("closed run %s (%s) as FAILED: %s", run.info.run_id, run.info.run_name, reason)
@@ -63,7 +64,7 @@ def close_orphans(client, host: Optional[str] = None) -> List[str]:
             continue  # another machine's run, or one this project did not start
         if process_alive(tags["pid"], tags.get("process_start", "0")):
             continue
-        _close(client, run, f"its process {tags['pid']} on {host} is gone (killed without a chance to end the "
+        close_run(client, run, f"its process {tags['pid']} on {host} is gone (killed without a chance to end the "
                             f"run); noticed at {time.strftime('%Y-%m-%d %H:%M:%S')}")
         closed.append(run.info.run_id)
     return closed
@@ -75,7 +76,7 @@ def close_stale(client, stale_after: float) -> List[str]:
     for run in _running_runs(client):
         silent = now - last_sign_of_life(run)
         if silent > stale_after:
-            _close(client, run, f"no heartbeat for {silent:.0f} s (threshold {stale_after:.0f} s) from "
+            close_run(client, run, f"no heartbeat for {silent:.0f} s (threshold {stale_after:.0f} s) from "
                                 f"{run.data.tags.get('host', 'an unknown host')}")
             closed.append(run.info.run_id)
     return closed
