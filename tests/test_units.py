@@ -101,7 +101,7 @@ def test_workers_get_one_thread_each_unless_the_command_line_says_otherwise(tmp_
     given = study_config(tmp_path, "tuner.workers=2", "trainer.intra_op_threads=4")
     child = roles.worker_config(given, overrides=["trainer.intra_op_threads=4"])
     assert (child.trainer.intra_op_threads, child.trainer.inter_op_threads) == (4, 1)
-    # tuner.worker_cpus sizes each worker where the threads are not set
+    # tuner.worker_cpus sizes each worker (its Ray num_cpus too) where the threads are not set
     wide = study_config(tmp_path, "tuner.workers=2", "tuner.worker_cpus=4")
     assert roles.worker_config(wide, overrides=[]).trainer.intra_op_threads == 4
     assert roles.worker_ids(3) == ["tuner0", "tuner1", "tuner2"]
@@ -156,6 +156,11 @@ ROLE_ERRORS = {
                                              "tuner.overwrite=true"], r"tuner\.overwrite=True .*only the chief"),
     "a chief with workers of its own": (["tuner.role=chief", "tuner.chief_address=n:1", "tuner.workers=2"],
                                         r"tuner\.workers=2 is not allowed: expected 1 with tuner\.role=chief"),
+    "a worker on Ray": (["tuner.role=worker", "tuner.chief_address=n:1", "tuner.worker_id=a", "tuner.launcher=ray"],
+                        r"tuner\.launcher='ray' is not allowed: expected local with tuner\.role=worker"),
+    "a Ray address without Ray": (["tuner.ray_address=auto"], r"tuner\.ray_address='auto' .*tuner\.launcher=ray"),
+    "a Ray address that is no address": (["tuner.launcher=ray", "tuner.ray_address=head"],
+                                         r"tuner\.ray_address='head' is not allowed: expected local, auto, host:port"),
     "a bind address with a space": (["tuner.bind_host=my host"], r"tuner\.bind_host='my host' is not allowed"),
     "a bind address with a port": (["tuner.bind_host=node1:7777"], r"tuner\.bind_host='node1:7777'"),
     "negative restarts": (["tuner.worker_restarts=-1"], r"tuner\.worker_restarts=-1 is not allowed"),
@@ -178,13 +183,28 @@ def test_valid_role_settings_pass_and_do_not_count_as_hyperparameters(tmp_path):
     chief = study_config(tmp_path, "tuner.role=chief", "tuner.chief_address=node001:7777", "tuner.bind_host=0.0.0.0")
     assert cluster.distributed(worker.tuner) and cluster.distributed(chief.tuner)
     assert not cluster.distributed(study_config(tmp_path).tuner)  # the default: one process
-    for key in ("role", "chief_address", "bind_host", "worker_id", "worker_cpus", "worker_gpus", "worker_restarts"):
+    for key in ("role", "chief_address", "bind_host", "worker_id", "worker_cpus", "worker_gpus", "launcher",
+                "ray_address", "worker_restarts"):
         assert not is_hyperparameter(f"tuner.{key}"), key
     # so a study may be resumed by a chief, or by the one-command launcher, alike
     directory = state.state_dir(chief)
     state.save_state_config(study_config(tmp_path), directory)
     (directory / "oracle.json").write_text("{}")
     assert state.check_resumable(chief, directory) is True
+
+
+def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(tmp_path):
+    import socket
+
+    from src.jobs import roles
+
+    for address in ("auto", "ray://head:10001", "10.0.0.5:6379"):  # the forms Ray takes
+        assert study_config(tmp_path, "tuner.launcher=ray", f"tuner.ray_address={address}").tuner.ray_address == address
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(roles.RayUnavailable, match=rf"^tuner\.ray_address=127\.0\.0\.1:{port} is not reachable"):
+        roles.check_ray_reachable(f"127.0.0.1:{port}", timeout=2)
 
 
 def test_a_worker_killed_by_a_signal_is_replaced_while_it_has_restarts():

@@ -4,12 +4,14 @@ chief and the workers, and their checks.
 keras-tuner's distributed mode has one chief (the oracle, serving trials over
 gRPC) and workers that ask it for trials. `tuner.role` says which part this
 command plays: `all` (the default: the whole study, with `tuner.workers`
-workers started by this command on this machine), `chief` or `worker` (one part each,
+workers started by this command on this machine or, with
+`tuner.launcher=ray`, on a Ray cluster), `chief` or `worker` (one part each,
 started by a scheduler such as SLURM on different nodes). Checked with the
 rest of the config, before any data is read or TensorFlow is imported.
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import re
 from enum import Enum
@@ -22,6 +24,11 @@ class TunerRole(str, Enum):
     all = "all"        # this command runs the whole study (and starts its own workers, if any)
     chief = "chief"    # only the oracle and the study's MLflow run; workers come from elsewhere
     worker = "worker"  # only trials, handed out by the chief at tuner.chief_address
+
+
+class TunerLauncher(str, Enum):
+    local = "local"  # worker processes on this machine
+    ray = "ray"      # one Ray task per worker on a Ray cluster (the chief stays here)
 
 
 # keras-tuner takes any tuner id containing "chief" for the chief (keras_tuner.src.distribute.utils).
@@ -45,6 +52,8 @@ def valid_host(host: str) -> bool:
 def parse_address(address: str, key: str = "tuner.chief_address") -> Tuple[str, int]:
     """'host:port' (IPv6 as '[::1]:port') -> (host, port); a one-line ConfigError otherwise."""
     allowed = "host:port with a port in 1-65535, e.g. node001:7777 or [::1]:7777"
+    if key == "tuner.ray_address":
+        allowed = "local, auto, host:port (the head's GCS, e.g. head-host:6379) or ray://host:port"
     host, sep, port = str(address).strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -57,7 +66,7 @@ def parse_address(address: str, key: str = "tuner.chief_address") -> Tuple[str, 
 
 def check(tuner) -> None:
     """The role, launcher and address keys of a TunerConfig, alone and together."""
-    role = TunerRole(tuner.role)
+    role, launcher = TunerRole(tuner.role), TunerLauncher(tuner.launcher)
     if tuner.chief_address is not None:
         parse_address(tuner.chief_address)
     if not valid_host(tuner.bind_host):
@@ -75,6 +84,9 @@ def check(tuner) -> None:
         if tuner.chief_address is None:
             _fail("tuner.chief_address", None, f"host:port with tuner.role={role.value}: the address "
                   "the chief listens on (its port) and the workers connect to")
+        if launcher is not TunerLauncher.local:
+            _fail("tuner.launcher", launcher.value, f"local with tuner.role={role.value}: "
+                  "a Ray study is started whole, with tuner.role=all")
         if tuner.workers != 1:
             _fail("tuner.workers", tuner.workers, f"1 with tuner.role={role.value}: a chief or a worker "
                   "started by hand is one process; start one command per worker")
@@ -86,8 +98,17 @@ def check(tuner) -> None:
             _fail("tuner.overwrite", True, "false with tuner.role=worker: only the chief may clear the study's state")
     elif tuner.worker_id is not None:
         _fail("tuner.worker_id", tuner.worker_id, "null unless tuner.role=worker (the launcher names its workers)")
+    if launcher is TunerLauncher.ray:
+        if importlib.util.find_spec("ray") is None:
+            _fail("tuner.launcher", launcher.value, "local: Ray is not installed (pip install -e '.[ray]')")
+        if tuner.ray_address not in ("local", "auto"):
+            parse_address(tuner.ray_address.split("://", 1)[-1] if tuner.ray_address.startswith("ray://")
+                          else tuner.ray_address, key="tuner.ray_address")
+    elif tuner.ray_address != "local":
+        _fail("tuner.ray_address", tuner.ray_address, "local (the default) unless tuner.launcher=ray")
 
 
 def distributed(tuner) -> bool:
     """Whether the study runs keras-tuner's chief/worker protocol (else all in this process)."""
-    return tuner.workers > 1 or TunerRole(tuner.role) is not TunerRole.all
+    return (tuner.workers > 1 or TunerRole(tuner.role) is not TunerRole.all
+            or TunerLauncher(tuner.launcher) is TunerLauncher.ray)

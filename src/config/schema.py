@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from src.config.cluster import TunerRole
+from src.config.cluster import TunerLauncher, TunerRole
 from src.config.cluster import check as check_placement
 from src.config.errors import ConfigError
 
@@ -23,8 +23,9 @@ NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.i
                        "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm", "tuner.plan",
                        "data.train_images", "data.val_images", "data.test_images",
                        # where the study's processes run (src/config/cluster.py)
-                       "tuner.role", "tuner.chief_address", "tuner.bind_host",
-                       "tuner.worker_id", "tuner.worker_cpus", "tuner.worker_gpus", "tuner.worker_restarts")
+                       "tuner.role", "tuner.launcher", "tuner.chief_address", "tuner.bind_host",
+                       "tuner.worker_id", "tuner.worker_cpus", "tuner.worker_gpus", "tuner.worker_restarts",
+                       "tuner.ray_address")
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -262,12 +263,14 @@ class TunerConfig:
     workers: int = 1
     # Where the chief and the workers run (src/config/cluster.py, README "A study's workers on several machines").
     role: TunerRole = TunerRole.all
+    launcher: TunerLauncher = TunerLauncher.local
     chief_address: Optional[str] = None  # host:port the workers connect to (and whose port the chief binds)
     bind_host: str = "127.0.0.1"  # the chief's listening interface: 0.0.0.0 for workers on other machines
     worker_id: Optional[str] = None  # with role=worker: its keras-tuner id, unique in the study
-    worker_cpus: int = 1  # per worker: TensorFlow threads (unless trainer.*_threads set)
+    worker_cpus: int = 1  # per worker: TensorFlow threads (unless trainer.*_threads set) and Ray's num_cpus
     worker_gpus: Optional[int] = None  # per worker: null = one where GPUs are present, 0 = none
     worker_restarts: int = 3  # a worker killed by a signal is replaced up to this many times
+    ray_address: str = "local"  # tuner.launcher=ray: local (a Ray instance for this study), auto, host:port, ray://...
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
     # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).
     plan: bool = False

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from src.config import Config
 from src.core import data as data_module
 from src.core import memory
-from src.jobs import state
+from src.jobs import roles, state
 from src.tracking import reconcile, store
 
 
@@ -26,9 +26,11 @@ class OpenedJob:
 
 
 def open_job(cfg: Config) -> OpenedJob:
-    """The saved study state (checked first), the data, room to train, and the store,
-    with the runs of processes that died on this host closed."""
+    """The saved study state (checked first), a Ray cluster that answers, the data, room
+    to train, and the store, with the runs of processes that died on this host closed."""
     resuming = state.check_resumable(cfg, state.state_dir(cfg)) if cfg.tuner is not None else False
+    if cfg.tuner is not None and cfg.tuner.launcher == "ray":
+        roles.check_ray_reachable(cfg.tuner.ray_address)
     splits = data_module.load(cfg.data, cfg.seed)
     # Refuse a configuration that would not fit before a run exists, rather than be OOM-killed mid-epoch.
     memory.check_fits(cfg.model, cfg.trainer, images=len(splits.x_train) + len(splits.x_val))

@@ -1,7 +1,7 @@
 """Who runs what in a distributed study, as pure decisions: the workers' ids and
 configs, the chief's address, each worker's GPU, and what to do when a worker
 process ends. No processes are started here (src/jobs/workers.py: on this
-machine; src/jobs/worker_process.py: inside one).
+machine; src/jobs/ray_workers.py: on Ray; src/jobs/worker_process.py: inside one).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from src.config import Config
+from src.config import Config, ProjectError
 from src.config.cluster import parse_address
 
 CHIEF = "chief"
@@ -47,6 +47,23 @@ def with_absolute_paths(cfg: Config, directory: Path) -> Config:
     data_dir = str(Path(cfg.data.dir).expanduser().resolve()) if cfg.data.dir else None
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir),
                                tuner=dataclasses.replace(cfg.tuner, directory=str(directory.parent)))
+
+
+class RayUnavailable(ProjectError):
+    """The Ray cluster at tuner.ray_address cannot be joined."""
+
+
+def check_ray_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a Ray cluster that does not answer, before the study's run is opened:
+    ray.init retries an unreachable address for minutes."""
+    if address in ("local", "auto"):
+        return
+    host, port = parse_address(address.split("://", 1)[-1], key="tuner.ray_address")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        raise RayUnavailable(f"tuner.ray_address={address} is not reachable ({err}); start the cluster "
+                             "(ray start --head) or point tuner.ray_address elsewhere") from None
 
 
 def free_port(host: str) -> int:

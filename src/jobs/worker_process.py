@@ -2,9 +2,9 @@
 serves the oracle over gRPC, or a worker, which asks it for trials and runs each
 as a child run of the study's MLflow run.
 
-A process gets here two ways: started by the launcher on this machine
-(`python -m src.jobs.worker_process <launch.json>`, src/jobs/workers.py), or
-by hand / by a scheduler as
+A process gets here three ways: started by the launcher on this machine
+(`python -m src.jobs.worker_process <launch.json>`, src/jobs/workers.py), as a
+Ray task (src/jobs/ray_workers.py), or by hand / by a scheduler as
 `python -m src.run ... tuner.role=worker` (`run_worker`). Every worker first
 closes the trial runs its own tuner id left RUNNING: those of a process that
 died with that id (which it replaces), since keras-tuner hands the new process

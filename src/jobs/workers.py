@@ -7,7 +7,8 @@ train them and report back. The chief is always a child process of this
 command, listening on `tuner.bind_host` (127.0.0.1 by default) at the port of
 `tuner.chief_address` or a free one. The workers are:
 
-- `tuner.role=all`, `tuner.workers=N`: N child processes here;
+- `tuner.role=all`, `tuner.launcher=local`, `tuner.workers=N`: N child processes here;
+- `tuner.launcher=ray`: N Ray tasks on a Ray cluster (src/jobs/ray_workers.py);
 - `tuner.role=chief`: none; workers started elsewhere with `tuner.role=worker` join.
 
 `<state dir>/launch/launch.json` tells the children the parent run id, the
@@ -44,7 +45,7 @@ from typing import Dict, List, Optional
 from omegaconf import OmegaConf
 
 from src.config import Config, ProjectError
-from src.config.cluster import TunerRole
+from src.config.cluster import TunerLauncher, TunerRole
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
 from src.jobs import roles, state
@@ -213,7 +214,7 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
     launch_dir.mkdir(parents=True)
     log_dir.mkdir(exist_ok=True)
     child_cfg = roles.with_absolute_paths(worker_config(cfg, overrides), directory)
-    role = TunerRole(cfg.tuner.role)
+    role, launcher = TunerRole(cfg.tuner.role), TunerLauncher(cfg.tuner.launcher)
     workers = worker_ids(cfg.tuner.workers) if role is TunerRole.all else []
     bind, port = cfg.tuner.bind_host, roles.chief_port(cfg)
     launch = {"launcher_pid": os.getpid(), "config": OmegaConf.to_yaml(OmegaConf.structured(child_cfg)),
@@ -233,6 +234,10 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
                      "tuner.worker_id=<unique name>; the chief's log is in %s", bind, port,
                      cfg.tuner.chief_address, log_dir)
             wait_for_chief(children[CHIEF])
+        elif launcher is TunerLauncher.ray:
+            from src.jobs import ray_workers
+
+            ray_workers.run_workers(cfg, child_cfg, launch, port, lambda: check_chief(children[CHIEF]))
         else:
             start_local_workers(children, workers, child_cfg, launch_file, bind, port, log_dir)
             wait_for_search(children, workers, launch_file)
