@@ -18,7 +18,7 @@ def study(synthetic_cifar, uri, tmp_path):
             f"tuner.directory={tmp_path / 'tuner'}", "tuner.max_trials=3", "tracking.log_model=false",
             "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
             "tuner/search_space=width_dropout_epochs", "tuner.search_space.epochs.type=fixed", "tuner.search_space.epochs.value=2",
-            f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}")
+            f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}", "tuner.workers=2")
 
 
 @pytest.mark.slow
@@ -35,6 +35,10 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     assert len(confirms) == (TOP_K + 1) * SEEDS
     assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
     assert {r.info.status for r in confirms} == {"FINISHED"}
+    # With tuner.workers=2 the confirmation runs train in worker processes, not the launcher (how the
+    # 2 workers share the 6 tiny runs depends on which starts first, so their number is not asserted).
+    pids = {r.data.tags["pid"] for r in confirms}
+    assert 1 <= len(pids) <= 2 and parent.data.tags["pid"] not in pids, pids
     by_candidate = {}
     for run in confirms:
         by_candidate.setdefault(run.data.tags["confirm_candidate"], set()).add(run.data.params["seed"])
