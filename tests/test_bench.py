@@ -21,10 +21,12 @@ def run_module(module: str, *args: str) -> str:
 
 def test_training_benchmark_quick_prints_its_figures():
     last = run_module("src.bench", "training", "--quick").strip().splitlines()[-1]
-    match = re.fullmatch(r"speedup=([\d.]+) sweep_speedup=([\d.]+) ours_img_s=(\d+) notebook_img_s=(\d+) "
-                         r"roofline_share=([\d.]+)", last)
+    match = re.fullmatch(r"speedup=([\d.]+) fast_speedup=([\d.]+) sweep_speedup=([\d.]+) ours_img_s=(\d+) "
+                         r"notebook_img_s=(\d+) roofline_share=([\d.]+) fast_roofline_share=([\d.]+) "
+                         r"bf16_matmul_x=([\d.]+)", last)
     assert match, last
-    assert float(match.group(1)) > 0 and int(match.group(3)) > 0 and 0 < float(match.group(5)) < 1
+    assert float(match.group(1)) > 0 and int(match.group(4)) > 0 and 0 < float(match.group(6)) < 1
+    assert float(match.group(7)) > 0 and float(match.group(8)) > 0
 
 
 def test_launcher_benchmark_quick_prints_its_figures():
