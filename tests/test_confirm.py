@@ -43,6 +43,8 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     for run in confirms:
         by_candidate.setdefault(run.data.tags["confirm_candidate"], set()).add(run.data.params["seed"])
         assert {"best_val_accuracy", "test_accuracy"} <= set(run.data.metrics)
+        # The test set scores the best validation epoch's weights, as the search selected them.
+        assert run.data.metrics["val_accuracy_scored"] == pytest.approx(run.data.metrics["best_val_accuracy"])
         predicted = np.load(client.download_artifacts(run.info.run_id, "predictions/test_predicted_class.npy",
                                                       str(tmp_path / run.info.run_id)), allow_pickle=False)
         assert predicted.dtype == np.uint8 and predicted.shape == (60,)  # one class per test image
