@@ -25,8 +25,9 @@ def test_training_benchmark_quick_prints_its_figures():
                          r"notebook_img_s=(\d+) roofline_share=([\d.]+) fast_roofline_share=([\d.]+) "
                          r"bf16_matmul_x=([\d.]+)", last)
     assert match, last
-    assert float(match.group(1)) > 0 and int(match.group(4)) > 0 and 0 < float(match.group(6)) < 1
-    assert float(match.group(7)) > 0 and float(match.group(8)) > 0
+    # Figures only, no bounds: a share divides a rate timed over epochs by a matmul rate timed over
+    # 2 s, and load between the two moved it above 1 (1.01 measured in a CI run beside other work).
+    assert all(float(value) > 0 for value in match.groups())
 
 
 def test_launcher_benchmark_quick_prints_its_figures():
