@@ -67,7 +67,7 @@ def worker_task(launch: Dict, tuner_id: str, host: str, port: int, start_line) -
     """One keras-tuner worker, inside its Ray task's process."""
     os.environ.update(roles.oracle_env(host, port, tuner_id))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from src.jobs import worker_process
+    from src.jobs import worker_process  # here: it imports TensorFlow, which reads its log level once
 
     worker_process.log_to(sys.stderr, logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     cfg = worker_process.load_config(launch["config"])
