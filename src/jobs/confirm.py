@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 from typing import Dict, List, Optional, Tuple
 
 import keras
@@ -125,7 +126,9 @@ def _train_in_processes(cfg: Config, pending: List[Tuple[Candidate, int]], study
     (their runs end KILLED) and the error is raised."""
     worker_cfg = roles.worker_config(cfg)
     context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow
-    pool = context.Pool(min(cfg.tuner.workers, len(pending)), _start_worker,
+    # On this machine only: a study whose workers ran on a cluster confirms on the launching node.
+    fits_here = max(1, (os.cpu_count() or 1) // max(1, worker_cfg.trainer.intra_op_threads))
+    pool = context.Pool(min(cfg.tuner.workers, len(pending), fits_here), _start_worker,
                         (worker_cfg, mlflow.get_tracking_uri(), experiment_id))
     try:
         tasks = [(worker_cfg, candidate, seed, study_tags, parent_id) for candidate, seed in pending]
