@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.tracking import store
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 SHARED_CIFAR = (PROJECT_ROOT.parent / "shared" / "data" / "cifar-10-batches-py").resolve()
@@ -64,18 +66,11 @@ def requires_shared_data():
 
 def all_runs(uri: str) -> list:
     """Every run in a test's SQLite store ([] if the store was never created)."""
-    from mlflow import MlflowClient
-
-    from src.tracking import store
-
     path = store.sqlite_path(uri)
     if path is None or not path.exists():
         return []
-    client = MlflowClient(uri)
-    # A command under test may be creating this store right now: wait for it, as the product does.
-    with store.creation_lock(uri):
-        experiments = client.search_experiments()
-    return client.search_runs([e.experiment_id for e in experiments])
+    client = store.client(uri)  # waits if a command under test is creating this store right now
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 def logged_run(experiment_id: str, name: str, tags: dict | None = None, params: dict | None = None,

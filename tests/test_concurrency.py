@@ -5,8 +5,6 @@ import multiprocessing
 import subprocess
 import sys
 
-from mlflow import MlflowClient
-
 from src.tracking import logged, store
 
 from helpers import PROJECT_ROOT
@@ -32,7 +30,7 @@ def test_four_processes_log_to_one_sqlite_store(tracking_uri):
     for writer in writers:
         _, stderr = writer.communicate(timeout=300)
         assert writer.returncode == 0, stderr[-3000:]
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("concurrent").experiment_id])
     assert sorted(r.data.tags["worker"] for r in runs) == ["1", "2", "3", "4"]
     for run in runs:
@@ -90,7 +88,7 @@ def race_datasets(uri: str, guarded: bool, processes: int = 8, rounds: int = 4) 
 def test_eight_processes_logging_the_same_dataset_at_once_all_succeed(tracking_uri):
     """Issue 13: the race that lost sweep jobs. Every process logs every dataset."""
     assert race_datasets(tracking_uri, guarded=True) == []
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     assert len(runs) == 8
     for run in runs:
@@ -110,10 +108,13 @@ def test_upstream_dataset_race_still_exists(tracking_uri):
     assert failures and all("UNIQUE constraint failed: datasets" in f for f in failures), failures
 
 
-def open_fresh_store(uri: str, barrier, results) -> None:
+def open_fresh_store(uri: str, barrier, results, as_client: bool) -> None:
     barrier.wait()
     try:
-        store.ensure_experiment(uri, "fresh")
+        if as_client:  # a bare client (a report, a test watching a run) opens the store as it is built
+            store.client(uri).search_experiments()
+        else:
+            store.ensure_experiment(uri, "fresh")
         results.put("ok")
     except Exception as err:  # reported to the parent, which asserts
         results.put(f"{type(err).__name__}: {err}")
@@ -121,12 +122,14 @@ def open_fresh_store(uri: str, barrier, results) -> None:
 
 def test_processes_creating_one_store_at_once_all_succeed(tmp_path):
     """Without `store.creation_lock`, MLflow 3.17's unlocked first-use migration
-    fails in most processes (measured: 2 of 3 failed in each of 4 rounds)."""
+    fails in most processes (measured: 2 of 3 failed in each of 4 rounds). Half
+    the processes open it as a run does, half as a bare `store.client` (CI once
+    lost a run to a test's unlocked MlflowClient migrating the same new file)."""
     context = multiprocessing.get_context("spawn")
     for round_index in range(2):
         uri = f"sqlite:///{tmp_path / f'round{round_index}.db'}"
         barrier, results = context.Barrier(4), context.Queue()
-        processes = [context.Process(target=open_fresh_store, args=(uri, barrier, results)) for _ in range(4)]
+        processes = [context.Process(target=open_fresh_store, args=(uri, barrier, results, i % 2 == 1)) for i in range(4)]
         for process in processes:
             process.start()
         outcomes = [results.get(timeout=120) for _ in processes]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import run_cli
 
@@ -27,7 +28,7 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     args = study(synthetic_cifar, tracking_uri, tmp_path)
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("tune_random").experiment_id
     runs = client.search_runs([experiment], max_results=1000)
     parent = next(r for r in runs if r.data.tags.get("study_role") == "parent")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from src.tracking import store
 
@@ -47,7 +46,7 @@ def block_artifacts(root: Path, uri: str) -> None:
     """An experiment whose artifact location is under a regular file: no artifact can be written."""
     blocker = root.parent / "not-a-directory"
     blocker.write_text("a file where the artifact folder should be")
-    MlflowClient(uri).create_experiment("faults", artifact_location=(blocker / "artifacts").as_uri())
+    store.client(uri).create_experiment("faults", artifact_location=(blocker / "artifacts").as_uri())
 
 
 # (id, overrides, damage to the dataset or store, what stderr must say, how the run ends: None = no run)
@@ -128,7 +127,7 @@ def test_signal_mid_epoch_ends_the_run_killed(signum, synthetic_cifar, tracking_
         [sys.executable, "-m", "src.run", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
          "trainer.epochs=500", "trainer.batch_size=4", *TINY, "tracking.experiment=signals"],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client, run = MlflowClient(tracking_uri), None
+    client, run = store.client(tracking_uri), None
     deadline = time.time() + 180
     while time.time() < deadline and process.poll() is None:
         runs = all_runs(tracking_uri)

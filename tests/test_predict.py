@@ -9,8 +9,9 @@ import sys
 import matplotlib.image
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 from PIL import Image
+
+from src.tracking import store
 
 from helpers import CLASS_NAMES, PROJECT_ROOT, make_synthetic_cifar, run_cli
 
@@ -24,7 +25,7 @@ def trained(tmp_path_factory):
                      f"tracking.uri={uri}", "tracking.experiment=predict", "trainer.epochs=1",
                      "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(uri)
+    client = store.client(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("predict").experiment_id])
     return uri, run.info.run_id
 
@@ -74,7 +75,7 @@ def test_by_registered_model_alias(trained, tmp_path):
     uri, run_id = trained
     mlflow.set_tracking_uri(uri)
     version = mlflow.register_model(f"runs:/{run_id}/model", "cifar10-cnn").version
-    MlflowClient(uri).set_registered_model_alias("cifar10-cnn", "champion", version)
+    store.client(uri).set_registered_model_alias("cifar10-cnn", "champion", version)
     image = tmp_path / "a.png"
     matplotlib.image.imsave(image, np.random.default_rng(1).random((40, 40, 3)))
 

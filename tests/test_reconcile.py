@@ -10,7 +10,6 @@ import time
 
 import mlflow
 import pytest
-from mlflow import MlflowClient
 
 from src.tracking import reconcile, runs, store
 
@@ -30,7 +29,7 @@ def dead_pid() -> tuple:
 @pytest.fixture
 def client(tracking_uri):
     store.ensure_experiment(tracking_uri, "orphans")
-    yield MlflowClient(tracking_uri)
+    yield store.client(tracking_uri)
     while mlflow.active_run():
         mlflow.end_run()
 
@@ -101,7 +100,7 @@ def test_a_sigkilled_sweep_is_closed_by_the_next_command(synthetic_cifar, tracki
                              f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY, "seed=1,2"],
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("killed").experiment_id
     left = client.search_runs([experiment])
     assert sorted(r.info.status for r in left) == ["RUNNING", "RUNNING"]  # the sweep parent and job 0

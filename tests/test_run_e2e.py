@@ -7,7 +7,8 @@ import matplotlib.image
 import mlflow
 import numpy as np
 import pytest
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import SHARED_CIFAR, requires_shared_data, run_cli
 
@@ -28,7 +29,7 @@ def all_artifacts(client, run_id, path=None):
 
 
 def only_run(uri, experiment):
-    client = MlflowClient(uri)
+    client = store.client(uri)
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"experiment {experiment} was not created"
     runs = client.search_runs([exp.experiment_id])
@@ -116,7 +117,7 @@ def test_missing_dataset_fails_before_any_run(tmp_path, tracking_uri):
     assert result.returncode != 0
     assert str(missing) in result.stderr and "expected" in result.stderr
     assert "Traceback" not in result.stderr
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("baseline")
     assert experiment is None or not client.search_runs([experiment.experiment_id])
 

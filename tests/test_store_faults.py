@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from src.tracking import store
 
@@ -30,7 +29,7 @@ NOBODY = 65534
 def mlflow_store(tmp_path_factory) -> Path:
     """A real, current MLflow store with no runs, to copy per test (creating one takes seconds)."""
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates it without touching mlflow's global URI
+    store.client(f"sqlite:///{path}").search_experiments()  # creates it without touching mlflow's global URI
     return path
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import PROJECT_ROOT, run_cli
 
@@ -56,7 +57,7 @@ def test_a_study_killed_with_sigkill_resumes_and_counts_every_trial_once(kill, s
     args = overrides(synthetic_cifar, tracking_uri, tmp_path, confirm)
     killed = run_with_failpoint(failpoint, args)
     assert killed.returncode == -9, killed.stderr[-3000:]
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("tune_random").experiment_id
     assert "RUNNING" in {r.info.status for r in client.search_runs([experiment])}  # what SIGKILL leaves
 

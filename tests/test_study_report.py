@@ -11,7 +11,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from src.analysis import report
 from src.tracking import store
@@ -67,10 +66,10 @@ def test_a_test_evaluation_logs_every_images_classes(experiment):
     uri, experiment_id = experiment
     truth, predicted = TRUTH[:50], predictions()[:50]
     run_id = logged_run(experiment_id, "evaluated", test_classes=(truth, predicted), evaluation=True)
-    read_predicted, read_truth = read_test_classes(MlflowClient(uri), run_id)
+    read_predicted, read_truth = read_test_classes(store.client(uri), run_id)
     assert read_predicted.dtype == read_truth.dtype == np.uint8
     assert (read_predicted == predicted).all() and (read_truth == truth).all()
-    assert read_test_classes(MlflowClient(uri), logged_run(experiment_id, "not evaluated")) == (None, None)
+    assert read_test_classes(store.client(uri), logged_run(experiment_id, "not evaluated")) == (None, None)
 
 
 def test_compare_pairs_runs_by_seed_and_image(experiment, tmp_path):
@@ -200,7 +199,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     # Pareto front: the trials and the confirmed configurations, cheapest first.
     pareto = pd.read_csv(out / "pareto.csv")
     assert len(pareto) == 24 + 3 and set(pareto["kind"]) == {"trial", "confirmed"}
-    client = MlflowClient(uri)
+    client = store.client(uri)
     seconds = {r.data.tags["trial_id"]: r.data.metrics["train_seconds"]
                for r in client.search_runs([experiment_id], "tags.study_role = 'trial'")}
     # Trial 20 (9 epochs) continued trial 12 (3 epochs), which continued trial 2 (1 epoch).
@@ -225,7 +224,7 @@ def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_d
     difference when it had the labels in memory; the report shows that rather than a weaker one."""
     uri, experiment_id = experiment
     parent = hyperband_study(experiment_id, "hb_old")
-    client = MlflowClient(uri)
+    client = store.client(uri)
     for run in client.search_runs([experiment_id], "tags.study_role = 'confirm'"):
         (Path(urlparse(run.info.artifact_uri).path) / "predictions" / "test_true_class.npy").unlink()
     for key, value in {"confirm_difference": 0.08, "confirm_difference_low": 0.05,

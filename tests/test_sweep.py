@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import run_cli
 
@@ -14,7 +15,7 @@ TINY = ("trainer.epochs=1", "trainer.batch_size=32", "tracking.log_model=false",
 
 
 def sweep_runs(uri, experiment):
-    client = MlflowClient(uri)
+    client = store.client(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]

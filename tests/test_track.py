@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import mlflow
 import pytest
-from mlflow import MlflowClient
 
 from src.tracking import runs, store
 
@@ -17,7 +16,7 @@ def experiment(tracking_uri):
 
 
 def _only_run(tracking_uri, experiment_id):
-    runs = MlflowClient(tracking_uri).search_runs([experiment_id])
+    runs = store.client(tracking_uri).search_runs([experiment_id])
     assert len(runs) == 1
     return runs[0]
 
@@ -67,7 +66,7 @@ def test_resolve_uri_prefers_config_then_environment(monkeypatch):
 def test_ensure_experiment_is_idempotent_and_puts_artifacts_beside_the_db(tracking_uri, tmp_path):
     first = store.ensure_experiment(tracking_uri, "twice")
     assert store.ensure_experiment(tracking_uri, "twice") == first
-    location = MlflowClient(tracking_uri).get_experiment(first).artifact_location
+    location = store.client(tracking_uri).get_experiment(first).artifact_location
     assert location == (tmp_path / "mlruns" / "twice").as_uri()
 
 

@@ -14,7 +14,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import PROJECT_ROOT, run_cli
 
@@ -42,7 +43,7 @@ def study_overrides(kind, synthetic_cifar, uri, tmp_path, *extra):
 
 
 def study_runs(uri, experiment):
-    client = MlflowClient(uri)
+    client = store.client(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("study_role") == "parent"]
@@ -133,7 +134,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
     env.pop("MLFLOW_TRACKING_URI", None)
     process = subprocess.Popen([sys.executable, "-m", "src.run", *overrides], cwd=PROJECT_ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     deadline = time.time() + 300
     finished = []
     while time.time() < deadline and process.poll() is None:

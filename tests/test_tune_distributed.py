@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-from mlflow import MlflowClient
+
+from src.tracking import store
 
 from helpers import PROJECT_ROOT, run_cli
 
@@ -31,7 +32,7 @@ def overrides(synthetic_cifar, tracking_uri, tmp_path, *extra):
 
 
 def study_runs(uri, experiment="tune_random"):
-    client = MlflowClient(uri)
+    client = store.client(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
     return (client, [r for r in runs if r.data.tags.get("study_role") == "parent"],

@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
+from src.tracking import store
 from src.tracking.store import artifact_root
 
 from helpers import PROJECT_ROOT, run_cli
@@ -100,7 +100,7 @@ def test_run_list_metric_and_confusion_matrix_in_the_browser(synthetic_cifar, tr
                      "tracking.experiment=ui_test", "trainer.epochs=1", "trainer.verbose=0",
                      "model.filters=[8,16]", "model.dense_units=[16]")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(tracking_uri)
+    client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("ui_test")
     (run,) = client.search_runs([experiment.experiment_id])
     run_id, run_name = run.info.run_id, run.info.run_name

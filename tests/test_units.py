@@ -20,6 +20,7 @@ from src.analysis import compare
 from src.config import ConfigError, register, validate
 from src.config import schema as schema_module
 from src.jobs import state
+from src.tracking import store
 
 from helpers import CONF_DIR
 
@@ -277,14 +278,13 @@ def test_a_failpoint_with_a_marker_fires_in_the_first_process_only(tmp_path, mon
 def test_a_replacement_worker_closes_its_predecessors_trial_runs_only(tmp_path):
     import socket
 
-    import mlflow
     import psutil
 
     from src.jobs.worker_process import close_predecessor_trials
     from src.tracking.runs import process_tags
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = mlflow.MlflowClient(uri)
+    client = store.client(uri)
     experiment = client.create_experiment("study")
     parent = client.create_run(experiment, tags={"study_role": "parent"}).info.run_id
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

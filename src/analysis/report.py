@@ -32,6 +32,7 @@ from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 from src.config.schema import is_hyperparameter
 from src.tracking.store import check_sqlite_store, child_runs, resolve_uri, sqlite_path
+from src.tracking.store import client as store_client
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,7 @@ def main(argv: Optional[list] = None) -> None:
             check_sqlite_store(path)
     except ProjectError as err:
         raise SystemExit(f"error: {err}") from None
-    client = mlflow.MlflowClient(uri)
+    client = store_client(uri)
     closed = reconcile.close_orphans(client)
     if args.reconcile:
         closed += reconcile.close_stale(client, args.stale_after)

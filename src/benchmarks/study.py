@@ -51,9 +51,9 @@ def run_study(name: str, args, store: Path) -> dict:
     if done.returncode != 0:
         sys.exit(f"the {name} study failed:\n{done.stderr[-3000:]}")
 
-    from mlflow import MlflowClient
+    from src.tracking.store import client as store_client
 
-    client = MlflowClient(uri)
+    client = store_client(uri)
     exp = client.get_experiment_by_name(experiment)
     trials = client.search_runs([exp.experiment_id], "tags.study_role = 'trial' and attributes.status = 'FINISHED'",
                                 max_results=1000)

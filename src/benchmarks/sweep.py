@@ -40,9 +40,9 @@ def run_sweep(launcher: str, args, store: Path, index: int) -> dict:
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     wall = time.perf_counter() - started
 
-    from mlflow import MlflowClient
+    from src.tracking.store import client as store_client
 
-    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    client = store_client(f"sqlite:///{store / 'mlflow.db'}")
     exp = client.get_experiment_by_name(experiment)
     jobs = [run for run in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
     images = sum(run.data.metrics["train_images_per_s"] * run.data.metrics["train_seconds"] for run in jobs)

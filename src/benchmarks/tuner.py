@@ -46,9 +46,9 @@ def run_search(workers: int, args, store: Path) -> dict:
     if done.returncode != 0:
         sys.exit(f"tuner.workers={workers} failed:\n{done.stderr[-3000:]}")
 
-    from mlflow import MlflowClient
+    from src.tracking.store import client as store_client
 
-    client = MlflowClient(uri)
+    client = store_client(uri)
     exp = client.get_experiment_by_name(experiment)
     trials = client.search_runs([exp.experiment_id], "tags.study_role = 'trial' and attributes.status = 'FINISHED'")
     span = (max(t.info.end_time for t in trials) - min(t.info.start_time for t in trials)) / 1000

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlflow import MlflowClient
-
 from src.config import Config
 from src.core import data as data_module
 from src.core import memory
@@ -36,5 +34,5 @@ def open_job(cfg: Config) -> OpenedJob:
     memory.check_fits(cfg.model, cfg.trainer, images=len(splits.x_train) + len(splits.x_val))
     uri = store.resolve_uri(cfg.tracking.uri)
     experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
-    reconcile.close_orphans(MlflowClient(uri))
+    reconcile.close_orphans(store.client(uri))
     return OpenedJob(splits, uri, experiment_id, resuming)

@@ -96,7 +96,7 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
               tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
     directory = state_dir(cfg)
     splits, uri, experiment_id, resuming = job.splits, job.uri, job.experiment_id, job.resuming
-    client = MlflowClient(uri)
+    client = store.client(uri)
     project = cfg.tuner.project_name
     study_run_id = find_study_run(client, experiment_id, project) if resuming else None
     study_tags = {"study": project, **{k: v for k, v in (tags or {}).items() if k.startswith("sweep")}}

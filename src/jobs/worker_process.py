@@ -35,6 +35,7 @@ from src.jobs.state import state_dir
 from src.tracking import reconcile
 from src.tracking.runs import flatten
 from src.tracking.store import child_runs
+from src.tracking.store import client as store_client
 
 STOP_SECONDS = 30  # a child gets this long to end its trial run after SIGTERM, then SIGKILL
 IDLE_SECONDS = 1.0  # a worker's pause when the oracle has no trial for it yet
@@ -195,7 +196,6 @@ def run_worker(cfg: Config, job, config_yaml: str, overrides: Optional[list] = N
     """`tuner.role=worker`: trials of the study whose chief is at tuner.chief_address,
     each a child of the study's MLflow run (found by its tags once the chief answers)."""
     import mlflow
-    from mlflow import MlflowClient
 
     from src.jobs.study import find_study_run
 
@@ -203,7 +203,7 @@ def run_worker(cfg: Config, job, config_yaml: str, overrides: Optional[list] = N
     host, port = parse_address(cfg.tuner.chief_address)
     os.environ.update(roles.oracle_env(host, port, cfg.tuner.worker_id))
     prepare_process(cfg)
-    client, project = MlflowClient(job.uri), cfg.tuner.project_name
+    client, project = store_client(job.uri), cfg.tuner.project_name
 
     def find_parent(oracle) -> str:
         import grpc

@@ -181,12 +181,12 @@ def close_orphan_trials(uri: str, experiment_id: str, parent_run_id: str, finish
     """Trial runs whose process could not end them (SIGKILL, a lost node) are closed: when the
     study stops, KILLED with it; when its search has finished, FAILED, as every trial they
     stood for has ended in keras-tuner (a worker that never came back, a chief restarted)."""
-    from mlflow import MlflowClient
 
     from src.tracking.reconcile import close_run
     from src.tracking.store import child_runs
+    from src.tracking.store import client as store_client
 
-    client = MlflowClient(uri)
+    client = store_client(uri)
     for run in child_runs(client, experiment_id, parent_run_id, status="RUNNING", role="trial" if finished else None):
         if finished:
             close_run(client, run, f"the study's search finished without it: its worker "

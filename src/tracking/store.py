@@ -216,6 +216,18 @@ def creation_lock(uri: str):
         os.close(directory)  # releases the lock
 
 
+def client(uri: str) -> "mlflow.MlflowClient":
+    """An MlflowClient for `uri`, created under `creation_lock`.
+
+    MlflowClient opens its store as it is built, so on a fresh SQLite file it
+    creates and migrates the tables right there: built while another process
+    migrates the same file, one of them crashes ("No such index ...", measured
+    in CI). Every client this project builds goes through here.
+    """
+    with creation_lock(uri):
+        return mlflow.MlflowClient(uri)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
     """Create the store and the experiment if needed; returns the experiment id."""
     path = sqlite_path(uri)
