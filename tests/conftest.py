@@ -2,12 +2,23 @@
 test, so tests never touch the project's own store."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import tracking_server
-from helpers import make_synthetic_cifar
+from helpers import copy_template_store, make_synthetic_cifar, once_per_session
+
+# Each of pytest-xdist's workers (and whatever it starts: runs, studies, benchmarks) gets
+# its share of the cores. TensorFlow's default is a thread per core in every process, and
+# its thread pools degrade badly when oversubscribed: the 6 short trainings of
+# test_precision.py took 632 s beside the other worker, against ~100 s on one thread each.
+# Set before anything imports TensorFlow; TensorFlow reads these for its default (0)
+# thread settings, so an explicit trainer.intra_op_threads still wins.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture
@@ -15,8 +26,21 @@ def synthetic_cifar(tmp_path) -> Path:
     return make_synthetic_cifar(tmp_path / "cifar-10-batches-py")
 
 
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory) -> Path:
+    """One migrated, empty SQLite store for the whole session (all xdist workers)."""
+    from src.tracking import store
+
+    with once_per_session(tmp_path_factory, "template-mlflow.db") as (path, build):
+        if build:
+            store.client(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def tracking_uri(tmp_path) -> str:
+def tracking_uri(tmp_path, template_store) -> str:
+    """A new, empty store of this test's own (copied from the template: see copy_template_store)."""
+    copy_template_store(template_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

@@ -10,24 +10,30 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from helpers import PROJECT_ROOT, make_synthetic_cifar, run_cli
+from helpers import PROJECT_ROOT, make_synthetic_cifar, once_per_session, run_cli
 
 TINY = ("trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def store(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("report_store")
+    """Built by one xdist worker, read by the tests of both: the reports only read it."""
+    with once_per_session(tmp_path_factory, "report_store") as (tmp_path, build):
+        tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+        if build:
+            build_store(tmp_path, tracking_uri)
+    return tracking_uri
+
+
+def build_store(tmp_path, tracking_uri):
     synthetic_cifar = make_synthetic_cifar(tmp_path / "cifar-10-batches-py")
-    tracking_uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     baseline = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
     assert baseline.returncode == 0, baseline.stderr[-3000:]
     sweep = run_cli("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "tracking.experiment=grid",
                     f"hydra.sweep.dir={tmp_path / 'sweeps' / 'grid'}", *TINY,
                     "model.dropout=0.1,0.5", "model.width=1,2", "seed=1,2")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    return tracking_uri
 
 
 def report(uri, selector, out):
