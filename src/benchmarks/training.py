@@ -141,7 +141,7 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", action="store_true", help="also show where a batch's time goes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.epochs, args.rounds = 4000, 1, 1
+        args.images, args.epochs, args.rounds = 2000, 1, 1
 
     splits = load_images(args)
     flops = training_flops_per_image(ModelConfig())
