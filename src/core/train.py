@@ -120,7 +120,7 @@ def set_threads(cfg: TrainerConfig) -> None:
 def set_precision(precision: Precision | str) -> None:
     # A global Keras policy: set it before building the model.
     keras.mixed_precision.set_global_policy(Precision(precision).value)
-    if Precision(precision) is Precision.mixed_bfloat16 and not bfloat16_is_native():
+    if Precision(precision) is Precision.mixed_bfloat16:
         warn_emulated_bfloat16()
 
 
@@ -141,8 +141,10 @@ def bfloat16_is_native(cpuinfo: Optional[str] = None) -> bool:
     return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
 
 
-@functools.lru_cache(maxsize=None)  # once per process, not once per trial
+@functools.lru_cache(maxsize=None)  # looks and warns once per process, not once per trial
 def warn_emulated_bfloat16() -> None:
+    if bfloat16_is_native():
+        return
     log.warning("trainer.precision=mixed_bfloat16 on a CPU without bfloat16 instructions (no avx512_bf16 or "
                 "amx_bf16 flag): TensorFlow emulates it, measured ~7x slower than float32; use trainer=default "
                 "(float32) on this machine")

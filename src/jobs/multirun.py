@@ -59,14 +59,15 @@ class SweepTracking(Callback):
 
         uri = store.resolve_uri(config.tracking.uri)
         experiment_id = store.ensure_experiment(uri, config.tracking.experiment)
-        reconcile.close_orphans(store.client(uri))
+        client = store.client(uri)
+        reconcile.close_orphans(client)
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         name = sweep_name(str(sweep_dir))
         overrides = list(config.hydra.overrides.task)
         tags = {**runs.git_commit(), **runs.process_tags(), "sweep": name, "sweep_dir": str(sweep_dir),
                 "sweep_role": "parent", "command": runs.command_line(["-m", *overrides])}
-        run = store.client(uri).create_run(experiment_id, run_name=f"sweep {name}", tags=tags)
+        run = client.create_run(experiment_id, run_name=f"sweep {name}", tags=tags)
         self.parent = {"uri": uri, "run_id": run.info.run_id, "experiment_id": experiment_id,
                        "sweep_dir": str(sweep_dir)}
         (sweep_dir / PARENT_FILE).write_text(json.dumps(self.parent, indent=2))
@@ -98,12 +99,11 @@ class SweepTracking(Callback):
             return
         from src.tracking import store
         from src.tracking.runs import HEARTBEAT
-        from src.tracking.store import child_runs
 
         parent, self.parent = self.parent, None
         HEARTBEAT.remove(parent["run_id"])
         client = store.client(parent["uri"])
-        children = child_runs(client, parent["experiment_id"], parent["run_id"])
+        children = store.child_runs(client, parent["experiment_id"], parent["run_id"])
         statuses = [child.info.status for child in children]
         outcomes = [json.loads(path.read_text()) for path in Path(parent["sweep_dir"]).glob(f"*/{JOB_STATUS_FILE}")]
         failed = [o for o in outcomes if o["status"] == "FAILED"]
