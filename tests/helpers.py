@@ -61,6 +61,87 @@ def run_cli(*overrides: str, env: dict | None = None, timeout: int = 600) -> sub
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m src.run ...` inside this test process: the same Hydra entry point parsing
+    the same command line, minus a new interpreter (a new process spends ~10 s importing
+    TensorFlow, MLflow and keras-tuner before its first line of work). What only a process
+    of its own can show (signals, kills, exit codes of a crash, resident memory, launchers
+    that fork) stays with run_cli. What the run changes in the process (signal handlers,
+    environment, working folder, logging, Keras' global policy, MLflow's tracking URI) is
+    put back afterwards, so the next test starts as it would in a new process."""
+    import io
+    import logging
+    import signal
+
+    import keras
+    import mlflow
+    from absl import logging as absl_logging
+
+    from src.core import interrupt
+    from src.run import main
+
+    # Hydra's logging set-up closes every handler there is; absl's closes its stream (the
+    # test's captured stderr) unless it is one of sys's own, which only a process's end does.
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    saved_environ, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level, logging.getLogger("src").level)
+    saved_uri = mlflow.get_tracking_uri()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
+    # Hydra finds conf/ relative to src/run.py only for a __main__ module (as under `python -m`).
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "HYDRA_MAIN_MODULE": "__main__", **(env or {})})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        os.chdir(PROJECT_ROOT)
+        sys.argv = [str(PROJECT_ROOT / "src" / "run.py"), *overrides]
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as stop:  # what the interpreter does with sys.exit(...)
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+                returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    finally:
+        while mlflow.active_run() is not None:  # as MLflow's atexit hook would at a process's end
+            mlflow.end_run()
+        mlflow.set_tracking_uri(saved_uri)
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+        interrupt._received, interrupt._deferred = None, False
+        interrupt._failpoint_hits.clear()
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved_logging[0]:
+            root.addHandler(handler)
+        root.setLevel(saved_logging[1])
+        logging.getLogger("src").setLevel(saved_logging[2])
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(["src.run", *overrides], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def call_here(main, *args: str) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` (src.report, src.predict) inside this test process, its
+    output captured and its exit status as the interpreter would give it."""
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            returncode = main(list(args)) or 0
+        except SystemExit as stop:
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+            returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return subprocess.CompletedProcess([main.__module__, *args], returncode, stdout.getvalue(), stderr.getvalue())
+
+
 def requires_shared_data():
     return pytest.mark.skipif(not (SHARED_CIFAR / "data_batch_1").is_file(),
                               reason=f"real CIFAR-10 not found at {SHARED_CIFAR}")

@@ -11,7 +11,7 @@ import pytest
 from src.config import DataConfig, Validation
 from src.core import data
 
-from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, run_cli, write_batch
+from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, run_here, write_batch
 
 
 def test_reads_shapes_dtypes_and_file_order(synthetic_cifar):
@@ -153,8 +153,8 @@ def test_only_array_globals_resolve(tmp_path, module, name):
 def test_cli_refuses_a_hostile_batch(synthetic_cifar, tmp_path):
     marker = tmp_path / "pwned"
     write_hostile_batch(synthetic_cifar, marker)
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-                     "trainer.epochs=1")
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+                      "trainer.epochs=1")
     assert result.returncode != 0, result.stdout[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert lines and "refusing to load" in lines[-1] and "io.open" in lines[-1], result.stderr[-2000:]

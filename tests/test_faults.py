@@ -19,7 +19,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, all_runs, run_cli
+from helpers import PROJECT_ROOT, all_runs, run_cli, run_here
 
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "tracking.log_model=false")
 
@@ -92,8 +92,8 @@ def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tr
     elif damage:
         damage(synthetic_cifar)
     started = time.perf_counter()
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1", *TINY,
-                     *overrides)
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1", *TINY,
+                      *overrides)
     elapsed = time.perf_counter() - started
     assert result.returncode != 0, result.stdout[-2000:]
     for text in expected:

@@ -8,7 +8,7 @@ import pytest
 from src.config import ModelConfig, ProjectError, TrainerConfig
 from src.core import memory
 
-from helpers import all_runs, run_cli
+from helpers import all_runs, run_here
 
 BIG = [8192, 16384, 32768]  # 3 blocks: about 100 GiB by the estimate
 
@@ -57,8 +57,8 @@ def test_check_fits_refuses_with_the_keys_to_change():
 def test_a_run_too_big_fails_before_training(synthetic_cifar, tracking_uri):
     if estimate(filters=BIG) < psutil.virtual_memory().available:
         pytest.skip("this machine has room for the 'too big' configuration")
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1",
-                     "trainer.verbose=0", "tracking.log_model=false", f"model.filters=[{','.join(map(str, BIG))}]")
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1",
+                      "trainer.verbose=0", "tracking.log_model=false", f"model.filters=[{','.join(map(str, BIG))}]")
     assert result.returncode == 1, result.stdout[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
@@ -72,11 +72,11 @@ def test_a_study_records_a_trial_too_big_as_failed_and_goes_on(synthetic_cifar, 
     big = memory.estimate_bytes(ModelConfig(filters=[8, 16], dense_units=[16], width=2048.0), TrainerConfig())
     if big < psutil.virtual_memory().available:
         pytest.skip("this machine has room for the 'too big' trial")
-    result = run_cli("+experiment=tune_grid", "tuner.confirm.seeds=0", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
-                     f"tuner.directory={tmp_path / 'tuner'}", "trainer.verbose=0", "tracking.log_model=false",
-                     "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
-                     "tuner.search_space.width.values=[1.0,2048.0,0.5]", "tuner.search_space.dropout.values=[0.25]",
-                     "tuner.search_space.epochs.values=[1]", "tuner.max_trials=3")
+    result = run_here("+experiment=tune_grid", "tuner.confirm.seeds=0", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+                      f"tuner.directory={tmp_path / 'tuner'}", "trainer.verbose=0", "tracking.log_model=false",
+                      "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
+                      "tuner.search_space.width.values=[1.0,2048.0,0.5]", "tuner.search_space.dropout.values=[0.25]",
+                      "tuner.search_space.epochs.values=[1]", "tuner.max_trials=3")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = all_runs(tracking_uri)
     parent = [r for r in runs if r.data.tags.get("study_role") == "parent"]

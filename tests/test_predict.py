@@ -2,9 +2,7 @@
 run id or by registered model alias; unreadable files fail alone."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
@@ -13,7 +11,7 @@ from PIL import Image
 
 from src.tracking import store
 
-from helpers import CLASS_NAMES, PROJECT_ROOT, make_synthetic_cifar, run_cli
+from helpers import CLASS_NAMES, call_here, make_synthetic_cifar, run_here
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +19,9 @@ def trained(tmp_path_factory):
     """One tiny real run with a logged model: (tracking uri, run id)."""
     root = tmp_path_factory.mktemp("predict")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    result = run_cli("+experiment=baseline", f"data.dir={make_synthetic_cifar(root / 'cifar')}",
-                     f"tracking.uri={uri}", "tracking.experiment=predict", "trainer.epochs=1",
-                     "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]")
+    result = run_here("+experiment=baseline", f"data.dir={make_synthetic_cifar(root / 'cifar')}",
+                      f"tracking.uri={uri}", "tracking.experiment=predict", "trainer.epochs=1",
+                      "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]")
     assert result.returncode == 0, result.stderr[-3000:]
     client = store.client(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("predict").experiment_id])
@@ -31,10 +29,10 @@ def trained(tmp_path_factory):
 
 
 def predict(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "src.predict", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    """`python -m src.predict ...`, in this process (its own start-up is no part of what is tested)."""
+    from src.predict import main
+
+    return call_here(main, *args)
 
 
 def predictions(stdout: str) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 from src.tracking import reconcile, runs, store
 
-from helpers import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_here
 
 TINY = ("trainer.epochs=3", "trainer.batch_size=4", "trainer.steps_per_execution=1", "tracking.log_model=false",
         "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]")
@@ -107,7 +107,7 @@ def test_a_sigkilled_sweep_is_closed_by_the_next_command(synthetic_cifar, tracki
     job = next(r for r in left if "mlflow.parentRunId" in r.data.tags)
     assert client.get_metric_history(job.info.run_id, "loss")  # it had logged epochs
 
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
     assert result.returncode == 0, result.stderr[-2000:]
     after = {r.info.run_id: r for r in client.search_runs([experiment])}
     assert {r.info.status for r in after.values()} == {"FAILED"}

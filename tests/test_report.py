@@ -2,15 +2,12 @@
 importances, the baseline comparison, and identical files on a second run."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from helpers import PROJECT_ROOT, make_synthetic_cifar, once_per_session, run_cli
+from helpers import call_here, make_synthetic_cifar, once_per_session, run_here
 
 TINY = ("trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")
@@ -28,17 +25,19 @@ def store(tmp_path_factory):
 
 def build_store(tmp_path, tracking_uri):
     synthetic_cifar = make_synthetic_cifar(tmp_path / "cifar-10-batches-py")
-    baseline = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
+    baseline = run_here("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", *TINY)
     assert baseline.returncode == 0, baseline.stderr[-3000:]
-    sweep = run_cli("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "tracking.experiment=grid",
-                    f"hydra.sweep.dir={tmp_path / 'sweeps' / 'grid'}", *TINY,
-                    "model.dropout=0.1,0.5", "model.width=1,2", "seed=1,2")
+    sweep = run_here("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "tracking.experiment=grid",
+                     f"hydra.sweep.dir={tmp_path / 'sweeps' / 'grid'}", *TINY,
+                     "model.dropout=0.1,0.5", "model.width=1,2", "seed=1,2")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
 
 
 def report(uri, selector, out):
-    return subprocess.run([sys.executable, "-m", "src.report", selector, "--tracking-uri", uri, "--out", str(out)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    """`python -m src.report <selector> ...`, in this process (its own start-up is no part of what is tested)."""
+    from src.analysis.report import main
+
+    return call_here(main, selector, "--tracking-uri", uri, "--out", str(out))
 
 
 def test_report_of_a_sweep(store, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import SHARED_CIFAR, requires_shared_data, run_cli
+from helpers import SHARED_CIFAR, requires_shared_data, run_here
 
 EXPECTED_ARTIFACTS = {
     "config/config.yaml", "config/overrides.yaml", "model_summary.txt",
@@ -38,8 +38,8 @@ def only_run(uri, experiment):
 
 
 def test_baseline_end_to_end_on_tiny_data(synthetic_cifar, tracking_uri, tmp_path):
-    result = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
-                     "trainer.epochs=3", "trainer.batch_size=16", "model.dropout=0.1", "trainer.verbose=2")
+    result = run_here("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+                      "trainer.epochs=3", "trainer.batch_size=16", "model.dropout=0.1", "trainer.verbose=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy" in result.stdout and "mlflow ui --backend-store-uri" in result.stdout
     assert "Epoch 3/3" in result.stdout
@@ -101,8 +101,8 @@ def test_baseline_end_to_end_on_tiny_data(synthetic_cifar, tracking_uri, tmp_pat
 
 
 def test_held_out_split_logs_the_validation_set(synthetic_cifar, tracking_uri):
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1",
-                     "tracking.log_model=false", "tracking.experiment=split", "trainer.verbose=0")
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}", "trainer.epochs=1",
+                      "tracking.log_model=false", "tracking.experiment=split", "trainer.verbose=0")
     assert result.returncode == 0, result.stderr[-3000:]
     _, run = only_run(tracking_uri, "split")
     assert run.data.params["data.validation"] == "split"
@@ -113,7 +113,7 @@ def test_held_out_split_logs_the_validation_set(synthetic_cifar, tracking_uri):
 
 def test_missing_dataset_fails_before_any_run(tmp_path, tracking_uri):
     missing = tmp_path / "no-such-dir"
-    result = run_cli("+experiment=baseline", f"data.dir={missing}", f"tracking.uri={tracking_uri}")
+    result = run_here("+experiment=baseline", f"data.dir={missing}", f"tracking.uri={tracking_uri}")
     assert result.returncode != 0
     assert str(missing) in result.stderr and "expected" in result.stderr
     assert "Traceback" not in result.stderr
@@ -123,7 +123,7 @@ def test_missing_dataset_fails_before_any_run(tmp_path, tracking_uri):
 
 
 def test_bad_value_is_refused_before_training(tracking_uri):
-    result = run_cli("+experiment=baseline", "model.dropout=1.5", f"tracking.uri={tracking_uri}")
+    result = run_here("+experiment=baseline", "model.dropout=1.5", f"tracking.uri={tracking_uri}")
     assert result.returncode != 0
     assert "model.dropout=1.5" in result.stderr and "[0, 1)" in result.stderr
 
@@ -135,9 +135,9 @@ def test_real_data_one_epoch_on_5000_images_beats_chance(tracking_uri):
     # dropout 0.5 needs more than one short epoch to get going (0.15-0.25 test
     # accuracy over seeds), while this reaches 0.32-0.33. A loader that mixed up
     # images and labels would stay at 0.10.
-    result = run_cli("+experiment=baseline", f"data.dir={SHARED_CIFAR}", f"tracking.uri={tracking_uri}",
-                     "data.limit_train=5000", "trainer.epochs=1", "trainer.verbose=2",
-                     "model.dropout=0", "trainer.batch_size=8", "seed=42", "tracking.log_model=false")
+    result = run_here("+experiment=baseline", f"data.dir={SHARED_CIFAR}", f"tracking.uri={tracking_uri}",
+                      "data.limit_train=5000", "trainer.epochs=1", "trainer.verbose=2",
+                      "model.dropout=0", "trainer.batch_size=8", "seed=42", "tracking.log_model=false")
     assert result.returncode == 0, result.stderr[-3000:]
     _, run = only_run(tracking_uri, "baseline")
     assert run.data.metrics["test_accuracy"] > 0.30, run.data.metrics

@@ -20,7 +20,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_cli
+from helpers import run_here
 
 NOBODY = 65534
 
@@ -148,9 +148,9 @@ def test_a_through_the_command_line(tmp_path, synthetic_cifar):
     path.parent.mkdir()
     path.write_bytes(os.urandom(8192))
     before = snapshot(path)
-    result = run_cli(f"data.dir={synthetic_cifar}", f"tracking.uri=sqlite:///{path}", "trainer.epochs=1",
-                     "trainer.verbose=0", "tracking.log_model=false", "model.filters=[8,16]",
-                     "model.dense_units=[16]")
+    result = run_here(f"data.dir={synthetic_cifar}", f"tracking.uri=sqlite:///{path}", "trainer.epochs=1",
+                      "trainer.verbose=0", "tracking.log_model=false", "model.filters=[8,16]",
+                      "model.dense_units=[16]")
     assert result.returncode != 0
     assert "error:" in result.stderr and str(path) in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr

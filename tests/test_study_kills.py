@@ -16,7 +16,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_here
 
 TRIALS = 4
 
@@ -61,7 +61,7 @@ def test_a_study_killed_with_sigkill_resumes_and_counts_every_trial_once(kill, s
     experiment = client.get_experiment_by_name("tune_random").experiment_id
     assert "RUNNING" in {r.info.status for r in client.search_runs([experiment])}  # what SIGKILL leaves
 
-    resumed = run_cli(*args)
+    resumed = run_here(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     runs = client.search_runs([experiment], max_results=1000)
     assert "RUNNING" not in {r.info.status for r in runs}

@@ -8,7 +8,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_cli
+from helpers import run_cli, run_here
 
 TINY = ("trainer.epochs=1", "trainer.batch_size=32", "tracking.log_model=false", "trainer.verbose=0",
         "model.filters=[8,16]", "model.dense_units=[16]")
@@ -26,7 +26,8 @@ def sweep_runs(uri, experiment):
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_four_job_multirun_is_grouped_under_one_parent(launcher, synthetic_cifar, tracking_uri, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_cli("-m", f"+launcher={launcher}", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+    run = run_here if launcher == "basic" else run_cli  # joblib's workers are processes either way
+    result = run("-m", f"+launcher={launcher}", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
                      "tracking.experiment=sweep", f"hydra.sweep.dir={sweep_dir}", *TINY,
                      "model.dropout=0.2,0.4", "seed=1,2")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,9 +5,6 @@ tests/tracking_server.py), through the real commands.
 The server starts once per test session; conftest runs these tests first, on one xdist worker."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,9 +20,10 @@ from test_sweep import TINY, sweep_runs
 from test_tune_distributed import TINY_STUDY
 
 from src import predict
+from src.analysis.report import main as report_command
 from src.tracking import store
 
-from helpers import CLASS_NAMES, PROJECT_ROOT, run_cli
+from helpers import CLASS_NAMES, call_here, run_cli, run_here
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL, mlflow server and the commands' processes
 
@@ -38,14 +36,6 @@ def logged_in(mlflow_server, monkeypatch):
     MLflow's standard variables in the environment."""
     for name, value in mlflow_server.env.items():
         monkeypatch.setenv(name, value)
-
-
-def command(module: str, *args: str) -> subprocess.CompletedProcess:
-    """`python -m <module> ...` from the project root."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def artifact_files(client, run_id, path=None) -> set:
@@ -85,8 +75,8 @@ def test_a_client_without_credentials_is_refused(mlflow_server, synthetic_cifar,
     uri = mlflow_server.uri
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
-    result = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
-                     "tracking.experiment=refused", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
+    result = run_here("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
+                      "tracking.experiment=refused", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: tracking server {uri} requires a login (HTTP 401): set MLFLOW_TRACKING_USERNAME and "
@@ -125,19 +115,21 @@ def test_baseline_study_report_and_predict(mlflow_server, synthetic_cifar, tmp_p
     uri = mlflow_server.uri
     common = (f"data.dir={synthetic_cifar}", f"tracking.uri={uri}", "trainer.verbose=0", "model.filters=[8,16]",
               "model.dense_units=[16]")
-    baseline = run_cli("+experiment=baseline", *common, "trainer.epochs=2", "tracking.log_model=false",
-                       f"hydra.run.dir={tmp_path / 'baseline'}")
+    baseline = run_here("+experiment=baseline", *common, "trainer.epochs=2", "tracking.log_model=false",
+                        f"hydra.run.dir={tmp_path / 'baseline'}")
     assert baseline.returncode == 0, baseline.stderr[-3000:]
     # The study logs and registers its winner's model (TINY_STUDY turns that off for speed).
     study_overrides = [o for o in TINY_STUDY if o != "tracking.log_model=false"]
     study = run_cli(*study_overrides, *common, f"tuner.directory={tmp_path / 'tuner'}",
                     f"hydra.run.dir={tmp_path / 'study'}")
     assert study.returncode == 0, study.stderr[-3000:]
-    report = command("src.report", "--study", "tune_random", "--tracking-uri", uri, "--out", str(tmp_path / "report"))
+    # The report and predict commands in this process (their own start-up is not what is tested here).
+    report = call_here(report_command, "--study", "tune_random", "--tracking-uri", uri, "--out",
+                       str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr[-3000:]
     image = tmp_path / "image.png"
     matplotlib.image.imsave(image, np.random.default_rng(0).random((32, 32, 3)))
-    predicted = command("src.predict", str(image), "--tracking-uri", uri)  # models:/cifar10-cnn@champion
+    predicted = call_here(predict.main, str(image), "--tracking-uri", uri)  # models:/cifar10-cnn@champion
     assert predicted.returncode == 0, predicted.stderr[-3000:]
 
     client = store.client(uri)

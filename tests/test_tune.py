@@ -17,7 +17,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_cli, run_here
 
 # The confirmation stage has its own tests (test_confirm.py); these check the search.
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
@@ -60,7 +60,7 @@ def artifacts(client, run_id, path=None):
 
 @pytest.mark.parametrize("kind", ["random", "bayesian", "grid", "hyperband"])
 def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, tracking_uri, tmp_path):
-    result = run_cli(*study_overrides(kind, synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=3"))
+    result = run_here(*study_overrides(kind, synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=3"))
     assert result.returncode == 0, result.stderr[-3000:]
     client, parents, trials = study_runs(tracking_uri, f"tune_{kind}")
     trial_dirs = list((tmp_path / "tuner" / f"tune_{kind}").glob("trial_*"))
@@ -118,8 +118,8 @@ def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, trackin
 
 
 def test_checkpoint_final_fit_is_logged(synthetic_cifar, tracking_uri, tmp_path):
-    result = run_cli(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
-                                      "tuner.final_fit=checkpoint", "tracking.log_model=false"))
+    result = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
+                                       "tuner.final_fit=checkpoint", "tracking.log_model=false"))
     assert result.returncode == 0, result.stderr[-3000:]
     _, parents, _ = study_runs(tracking_uri, "tune_random")
     assert parents[0].data.params["final.mode"] == "checkpoint"
@@ -156,7 +156,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
     done_before = {t.data.tags["trial_id"] for t in trials if t.info.status == "FINISHED"}
     assert len(done_before) < 4
 
-    result = run_cli(*overrides)
+    result = run_here(*overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     _, parents_after, trials_after = study_runs(tracking_uri, "tune_random")
     assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]  # the same study run, reopened
@@ -169,15 +169,15 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
 
 
 def test_changed_config_refuses_to_resume_stale_state(synthetic_cifar, tracking_uri, tmp_path):
-    first = run_cli(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
-                                     "tracking.log_model=false"))
+    first = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
+                                      "tracking.log_model=false"))
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_cli(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
-                                      "tracking.log_model=false", "model.kernel_size=5"))
+    second = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
+                                       "tracking.log_model=false", "model.kernel_size=5"))
     assert second.returncode != 0
     assert "model.kernel_size" in second.stderr and "tuner.overwrite=true" in second.stderr
-    fresh = run_cli(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
-                                     "tracking.log_model=false", "model.kernel_size=5", "tuner.overwrite=true"))
+    fresh = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
+                                      "tracking.log_model=false", "model.kernel_size=5", "tuner.overwrite=true"))
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     _, parents, _ = study_runs(tracking_uri, "tune_random")
     assert len(parents) == 2
@@ -200,21 +200,21 @@ def test_ten_trials_keep_memory_flat(synthetic_cifar, tracking_uri, tmp_path):
 
 
 def test_selecting_on_the_test_set_is_refused(tracking_uri):
-    result = run_cli("+experiment=tune_random", "data.validation=test", f"tracking.uri={tracking_uri}")
+    result = run_here("+experiment=tune_random", "data.validation=test", f"tracking.uri={tracking_uri}")
     assert result.returncode != 0
     assert "data.validation='test'" in result.stderr and "never on the test set" in result.stderr
 
 
 def test_hyperband_may_not_tune_epochs(tracking_uri):
-    result = run_cli("+experiment=tune_hyperband", f"tracking.uri={tracking_uri}",
-                     "tuner/search_space=filters_dropout_epochs")
+    result = run_here("+experiment=tune_hyperband", f"tracking.uri={tracking_uri}",
+                      "tuner/search_space=filters_dropout_epochs")
     assert result.returncode != 0
     assert "tuner.search_space.epochs.key='trainer.epochs'" in result.stderr and "Hyperband" in result.stderr
 
 
 def test_plan_prints_the_cost_and_creates_no_run(synthetic_cifar, tmp_path):
     tracking_uri = f"sqlite:///{tmp_path / 'never-created.db'}"
-    result = run_cli(*study_overrides("hyperband", synthetic_cifar, tracking_uri, tmp_path, "tuner.plan=true"))
+    result = run_here(*study_overrides("hyperband", synthetic_cifar, tracking_uri, tmp_path, "tuner.plan=true"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "plan for study tune_hyperband: hyperband" in out, out[-2000:]

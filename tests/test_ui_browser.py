@@ -21,7 +21,7 @@ import pytest
 from src.tracking import store
 from src.tracking.store import artifact_root
 
-from helpers import PROJECT_ROOT, run_cli
+from helpers import PROJECT_ROOT, run_here
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -96,9 +96,9 @@ def close_assistant(page) -> None:
 def test_run_list_metric_and_confusion_matrix_in_the_browser(synthetic_cifar, tracking_uri, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    result = run_cli("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
-                     "tracking.experiment=ui_test", "trainer.epochs=1", "trainer.verbose=0",
-                     "model.filters=[8,16]", "model.dense_units=[16]")
+    result = run_here("+experiment=baseline", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+                      "tracking.experiment=ui_test", "trainer.epochs=1", "trainer.verbose=0",
+                      "model.filters=[8,16]", "model.dense_units=[16]")
     assert result.returncode == 0, result.stderr[-3000:]
     client = store.client(tracking_uri)
     experiment = client.get_experiment_by_name("ui_test")
