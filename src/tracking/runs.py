@@ -90,7 +90,7 @@ class Heartbeat:
         now = f"{time.time():.0f}"
         for run_id, client in runs:
             try:
-                client.set_tag(run_id, "heartbeat", now, synchronous=False)
+                client.set_tag(run_id, "heartbeat", now)
             except Exception as err:  # noqa: BLE001 - a missed beat is harmless; the next one comes
                 log.debug("heartbeat of run %s failed: %s", run_id, err)
 
