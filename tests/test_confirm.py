@@ -66,6 +66,7 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "no chief or worker started" in again.stdout, again.stdout[-3000:]  # nothing was left to search
     confirms_after = [r for r in client.search_runs([experiment], max_results=1000)
                       if r.data.tags.get("study_role") == "confirm"]
     assert sorted(r.info.run_id for r in confirms_after) == sorted(r.info.run_id for r in confirms)

@@ -425,3 +425,18 @@ def test_progress_counts_trials_and_projects_the_remaining_epochs():
     line = progress.line(2, 6, 6, {"tuner/bracket": 2, "tuner/round": 0})
     # 220 epochs remain at 10 s each, shared by 2 workers: 1,100 s.
     assert line == "trial 2 of 30 (bracket 2, round 0), search ETA 18 min"
+
+
+def test_a_search_is_over_when_every_one_of_its_max_trials_has_ended():
+    from types import SimpleNamespace
+
+    from src.jobs.workers import search_is_over
+
+    def oracle(max_trials, *statuses):
+        return SimpleNamespace(max_trials=max_trials,
+                               trials={str(i): SimpleNamespace(status=s) for i, s in enumerate(statuses)})
+
+    assert search_is_over(oracle(2, "COMPLETED", "FAILED"))
+    assert not search_is_over(oracle(3, "COMPLETED", "FAILED"))  # a trial still to create
+    assert not search_is_over(oracle(2, "COMPLETED", "RUNNING"))  # killed mid-trial: it runs again
+    assert not search_is_over(oracle(None, "COMPLETED"))  # Hyperband: its brackets decide

@@ -209,6 +209,13 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
     if cfg.tuner.overwrite:
         shutil.rmtree(directory, ignore_errors=True)
     state.save_state_config(cfg, directory)
+    final_cfg = dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, overwrite=False))
+    if not cfg.tuner.overwrite and (directory / "oracle.json").is_file():
+        tuner = tuner_module.make_tuner(final_cfg, hypermodel, directory, study_tags)
+        if search_is_over(tuner.oracle):
+            log.info("the search had ended (%d of %d trials done): no chief or worker started",
+                     len(tuner.oracle.trials), tuner.oracle.max_trials)
+            return tuner
     launch_dir, log_dir = directory / "launch", directory / "logs"
     shutil.rmtree(launch_dir, ignore_errors=True)
     launch_dir.mkdir(parents=True)
@@ -248,8 +255,19 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
             close_orphan_trials(uri, experiment_id, parent_run_id, finished)
         except Exception as err:  # never hide the error that stopped the study
             log.error("could not close the stopped workers' trial runs: %s", err)
-    final_cfg = dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, overwrite=False))
     return tuner_module.make_tuner(final_cfg, hypermodel, directory, study_tags)
+
+
+def search_is_over(oracle) -> bool:
+    """Whether a reloaded oracle would answer STOPPED to every worker: all of its
+    max_trials trials created and ended (keras-tuner's own stop condition, with no
+    trial left RUNNING to retry). A resumed study then needs no oracle server and no
+    worker (each a process importing TensorFlow, and keras-tuner's chief polls for its
+    workers' exit every 20 s). Hyperband (no max_trials) and a grid stopped early by an
+    exhausted space still go through them; their oracle stops them at once."""
+    ended = {"COMPLETED", "FAILED", "INVALID"}
+    return bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials and all(
+        trial.status in ended for trial in oracle.trials.values())
 
 
 def start_local_workers(children: Dict[str, Child], workers: List[str], child_cfg: Config, launch_file: Path,
