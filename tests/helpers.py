@@ -61,6 +61,23 @@ def run_cli(*overrides: str, env: dict | None = None, timeout: int = 600) -> sub
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def call_here(main, *args: str) -> subprocess.CompletedProcess:
+    """A command's `main(argv)` (src.report, src.predict; src.run through run_here) inside
+    this test process, its output captured and its exit status as the interpreter would
+    give it."""
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            returncode = main(list(args)) or 0
+        except SystemExit as stop:  # what the interpreter does with sys.exit(...)
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+            returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+    return subprocess.CompletedProcess([main.__module__, *args], returncode, stdout.getvalue(), stderr.getvalue())
+
+
 def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m src.run ...` inside this test process: the same Hydra entry point parsing
     the same command line, minus a new interpreter (a new process spends ~10 s importing
@@ -69,7 +86,6 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
     that fork) stays with run_cli. What the run changes in the process (signal handlers,
     environment, working folder, logging, Keras' global policy, MLflow's tracking URI) is
     put back afterwards, so the next test starts as it would in a new process."""
-    import io
     import logging
     import signal
 
@@ -88,21 +104,17 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level, logging.getLogger("src").level)
     saved_uri = mlflow.get_tracking_uri()
-    stdout, stderr = io.StringIO(), io.StringIO()
-    returncode = 0
     # Hydra finds conf/ relative to src/run.py only for a __main__ module (as under `python -m`).
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "HYDRA_MAIN_MODULE": "__main__", **(env or {})})
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+    def hydra_main(argv: list) -> None:  # Hydra reads its command line from sys.argv
+        sys.argv = [str(PROJECT_ROOT / "src" / "run.py"), *argv]
+        main()
+
     try:
         os.chdir(PROJECT_ROOT)
-        sys.argv = [str(PROJECT_ROOT / "src" / "run.py"), *overrides]
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                main()
-            except SystemExit as stop:  # what the interpreter does with sys.exit(...)
-                if isinstance(stop.code, str):
-                    print(stop.code, file=sys.stderr)
-                returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        return call_here(hydra_main, *overrides)
     finally:
         while mlflow.active_run() is not None:  # as MLflow's atexit hook would at a process's end
             mlflow.end_run()
@@ -123,23 +135,6 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
         os.environ.update(saved_environ)
         os.chdir(saved_cwd)
         sys.argv = saved_argv
-    return subprocess.CompletedProcess(["src.run", *overrides], returncode, stdout.getvalue(), stderr.getvalue())
-
-
-def call_here(main, *args: str) -> subprocess.CompletedProcess:
-    """A command's `main(argv)` (src.report, src.predict) inside this test process, its
-    output captured and its exit status as the interpreter would give it."""
-    import io
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            returncode = main(list(args)) or 0
-        except SystemExit as stop:
-            if isinstance(stop.code, str):
-                print(stop.code, file=sys.stderr)
-            returncode = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
-    return subprocess.CompletedProcess([main.__module__, *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def requires_shared_data():
