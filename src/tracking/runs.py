@@ -122,7 +122,6 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     try:
         yield run
         interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
-        mlflow.flush_async_logging()
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise
