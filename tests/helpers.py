@@ -86,6 +86,7 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
     that fork) stays with run_cli. What the run changes in the process (signal handlers,
     environment, working folder, logging, Keras' global policy, MLflow's tracking URI) is
     put back afterwards, so the next test starts as it would in a new process."""
+    import gc
     import logging
     import signal
 
@@ -119,6 +120,7 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
         while mlflow.active_run() is not None:  # as MLflow's atexit hook would at a process's end
             mlflow.end_run()
         mlflow.set_tracking_uri(saved_uri)
+        gc.unfreeze()  # the run froze what it found (train.freeze_long_lived_objects); a process's end frees it
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
         interrupt._received, interrupt._deferred = None, False

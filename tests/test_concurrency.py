@@ -5,9 +5,10 @@ import multiprocessing
 import subprocess
 import sys
 
-from src.tracking import logged, store
+from src.tracking import store
 
 from helpers import PROJECT_ROOT
+from store_race import open_fresh_store, race_datasets
 
 WRITER = """
 import sys, mlflow
@@ -43,48 +44,6 @@ def test_four_processes_log_to_one_sqlite_store(tracking_uri):
         assert client.download_artifacts(run.info.run_id, "note.txt")
 
 
-def _log_same_datasets(uri: str, experiment_id: str, barrier, rounds: int, guarded: bool, failures) -> None:
-    """One process: a run that logs `rounds` datasets, each released by the barrier
-    at the same moment as the other processes' copy of it."""
-    import mlflow
-    import numpy as np
-
-
-    mlflow.set_tracking_uri(uri)
-    images = np.zeros((4, 32, 32, 3), dtype=np.float32)
-    with mlflow.start_run(experiment_id=experiment_id):
-        for index in range(rounds):
-            dataset = mlflow.data.from_numpy(images + index, targets=np.arange(4), name=f"cifar10-{index}",
-                                             source="file:///synthetic")
-            barrier.wait(timeout=120)
-            try:
-                if guarded:
-                    logged.log_input_retrying(dataset, context="test", tags={})
-                else:
-                    mlflow.log_input(dataset, context="test")
-            except Exception as err:  # counted, and the race goes on in the next round
-                failures.append(f"{type(err).__name__}: {str(err)[:200]}")
-
-
-def race_datasets(uri: str, guarded: bool, processes: int = 8, rounds: int = 4) -> list:
-    """`processes` processes, held at a barrier, log the same new datasets to a fresh store."""
-    import multiprocessing
-
-    experiment_id = store.ensure_experiment(uri, "race")
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager:
-        barrier, failures = manager.Barrier(processes), manager.list()
-        workers = [context.Process(target=_log_same_datasets,
-                                   args=(uri, experiment_id, barrier, rounds, guarded, failures))
-                   for _ in range(processes)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(timeout=300)
-        assert [w.exitcode for w in workers] == [0] * processes
-        return list(failures)
-
-
 def test_eight_processes_logging_the_same_dataset_at_once_all_succeed(tracking_uri):
     """Issue 13: the race that lost sweep jobs. Every process logs every dataset."""
     assert race_datasets(tracking_uri, guarded=True) == []
@@ -96,7 +55,7 @@ def test_eight_processes_logging_the_same_dataset_at_once_all_succeed(tracking_u
 
 
 def test_upstream_dataset_race_still_exists(tracking_uri):
-    """The same race without logged.log_input_retrying: MLflow's own log_input
+    """The same race without store.log_input_retrying: MLflow's own log_input
     fails some of the processes. When this test fails, upstream has fixed the
     get-or-create in SqlAlchemyStore.log_inputs and the retry can go.
 
@@ -106,18 +65,6 @@ def test_upstream_dataset_race_still_exists(tracking_uri):
     make a clean run of the race even less likely."""
     failures = race_datasets(tracking_uri, guarded=False, rounds=8)
     assert failures and all("UNIQUE constraint failed: datasets" in f for f in failures), failures
-
-
-def open_fresh_store(uri: str, barrier, results, as_client: bool) -> None:
-    barrier.wait()
-    try:
-        if as_client:  # a bare client (a report, a test watching a run) opens the store as it is built
-            store.client(uri).search_experiments()
-        else:
-            store.ensure_experiment(uri, "fresh")
-        results.put("ok")
-    except Exception as err:  # reported to the parent, which asserts
-        results.put(f"{type(err).__name__}: {err}")
 
 
 def test_processes_creating_one_store_at_once_all_succeed(tmp_path):

@@ -13,7 +13,6 @@ from typing import Optional
 import matplotlib.image
 import numpy as np
 import pytest
-from test_concurrency import race_datasets
 from test_ray_launcher import RAY_MISSING, ray_multirun
 from test_run_e2e import EXPECTED_ARTIFACTS
 from test_sweep import TINY, sweep_runs
@@ -24,6 +23,7 @@ from src.analysis.report import main as report_command
 from src.tracking import store
 
 from helpers import CLASS_NAMES, call_here, run_cli, run_here
+from store_race import race_datasets
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL, mlflow server and the commands' processes
 

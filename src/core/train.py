@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import math
 import re
@@ -166,11 +167,23 @@ def prepare_model(model_cfg: ModelConfig, trainer: TrainerConfig, seed: Optional
     Keras session, threads, the seed (None: keras-tuner's own), the precision
     policy, then the notebook's CNN, compiled."""
     set_threads(trainer)  # first: only possible before TensorFlow starts
+    freeze_long_lived_objects()
     keras.backend.clear_session()
     if seed is not None:
         keras.utils.set_random_seed(seed)
     set_precision(trainer.precision)
     return compile_model(build_cnn(model_cfg), trainer)
+
+
+def freeze_long_lived_objects() -> None:
+    """Once a process: move what exists before its first model (imported modules,
+    the data, the store's client) out of the garbage collector's reach. Keras's
+    clear_session runs a full collection for every model, and walking the ~500k
+    objects of TensorFlow, MLflow and keras-tuner took 0.3-0.9 s of each trial;
+    afterwards it walks only what the runs themselves made."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def save_optimizer_state(model: keras.Model, path: Path) -> None:

@@ -6,7 +6,6 @@ import functools
 import io
 import os
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 from src.config import Config
 from src.core import evaluate
 from src.core.data import Splits
+from src.tracking import store
 from src.tracking.runs import HEARTBEAT, flatten, mlflow_clock
 
 
@@ -54,35 +54,7 @@ def log_dataset(images: np.ndarray, one_hot_labels: np.ndarray, name: str, sourc
                                      source=source)
     note = ("lossy offline rebuild: most images decoded from JPEG (quality 75), "
             "accuracies run a little below published CIFAR-10 figures") if lossy else "original pixels"
-    log_input_retrying(dataset, context=context, tags={"note": note})
-
-
-# Messages of a unique-key violation, as SQLite, PostgreSQL and MySQL word it
-# (through a tracking server they arrive inside an INTERNAL_ERROR's text).
-_DUPLICATE_KEY = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
-DATASET_LOG_ATTEMPTS = 8
-
-
-def log_input_retrying(dataset, context: str, tags: Mapping[str, str]) -> None:
-    """`mlflow.log_input` that survives other processes logging the same dataset at once.
-
-    MLflow 3.17's SqlAlchemyStore.log_inputs selects the experiment's dataset
-    row by (name, digest) and inserts it when missing, with no lock and no
-    handling of the unique-key violation: two runs (sweep jobs, tuner workers,
-    confirmation runs, two users) logging the same dataset to an experiment
-    that has not seen it yet can both miss the row, and the slower insert fails
-    with an IntegrityError that ends its run. The failed transaction is rolled
-    back whole, and on the next attempt the row exists and is reused, so a
-    retry is safe. Bounded: a violation that persists is a real error.
-    """
-    for attempt in range(1, DATASET_LOG_ATTEMPTS + 1):
-        try:
-            mlflow.log_input(dataset, context=context, tags=dict(tags))
-            return
-        except MlflowException as err:
-            if attempt == DATASET_LOG_ATTEMPTS or not any(m in str(err) for m in _DUPLICATE_KEY):
-                raise
-            time.sleep(0.05 * attempt)
+    store.log_input_retrying(dataset, context=context, tags={"note": note})
 
 
 def _save_keras_model(path, **kwargs):

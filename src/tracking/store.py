@@ -14,12 +14,13 @@ import fcntl
 import os
 import shlex
 import sqlite3
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -191,6 +192,34 @@ def _known_schema_revisions() -> set:
     from mlflow.store.db.utils import _get_alembic_config
 
     return {script.revision for script in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()}
+
+
+# Messages of a unique-key violation, as SQLite, PostgreSQL and MySQL word it
+# (through a tracking server they arrive inside an INTERNAL_ERROR's text).
+_DUPLICATE_KEY = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
+DATASET_LOG_ATTEMPTS = 8
+
+
+def log_input_retrying(dataset, context: str, tags: Mapping[str, str]) -> None:
+    """`mlflow.log_input` that survives other processes logging the same dataset at once.
+
+    MLflow 3.17's SqlAlchemyStore.log_inputs selects the experiment's dataset
+    row by (name, digest) and inserts it when missing, with no lock and no
+    handling of the unique-key violation: two runs (sweep jobs, tuner workers,
+    confirmation runs, two users) logging the same dataset to an experiment
+    that has not seen it yet can both miss the row, and the slower insert fails
+    with an IntegrityError that ends its run. The failed transaction is rolled
+    back whole, and on the next attempt the row exists and is reused, so a
+    retry is safe. Bounded: a violation that persists is a real error.
+    """
+    for attempt in range(1, DATASET_LOG_ATTEMPTS + 1):
+        try:
+            mlflow.log_input(dataset, context=context, tags=dict(tags))
+            return
+        except MlflowException as err:
+            if attempt == DATASET_LOG_ATTEMPTS or not any(m in str(err) for m in _DUPLICATE_KEY):
+                raise
+            time.sleep(0.05 * attempt)
 
 
 @contextmanager
