@@ -46,7 +46,7 @@ def runs_frame(runs: pd.DataFrame, param_columns: Dict[str, str]) -> pd.DataFram
                           **{key: runs[f"metrics.{key}"].astype(float) for key in SUMMARY_METRICS},
                           "seconds": (runs["end_time"].fillna(runs["start_time"]) - runs["start_time"])
                           / pd.Timedelta(seconds=1),
-                          "trial_id": runs["tags.trial_id"].fillna("").astype(str), "run_id": runs["run_id"]})
+                          "trial_id": runs["tags.trial_id"].astype(object).fillna("").astype(str), "run_id": runs["run_id"]})
     frame["best_val_epoch"] = frame["best_val_epoch"].astype("Int64")
     return frame.reset_index(drop=True)
 
