@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -52,6 +53,19 @@ def _stop(error: Exception) -> None:
     sys.exit(f"error: {error}")
 
 
+def _interrupted(study: bool) -> None:
+    """Ctrl-C or SIGTERM: the runs it cut short have already ended KILLED
+    (tracked_run). One line instead of a traceback, and the exit status a
+    shell gives a process ended by that signal (130, 143). In a multirun,
+    raise: Hydra then stops the sweep."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise
+    signum = interrupt.received() or signal.SIGINT
+    resume = "; the same command resumes the study" if study else ""
+    sys.stderr.write(f"interrupted by {signal.Signals(signum).name}: the run was recorded as KILLED{resume}\n")
+    sys.exit(128 + signum)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
@@ -83,6 +97,8 @@ def main(cfg: DictConfig) -> float:
         return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:
         return _stop(err)
+    except KeyboardInterrupt:
+        return _interrupted(study=typed.tuner is not None)
     except (MlflowException, OSError) as err:  # the run itself has already ended FAILED
         return _stop(TrackingError(f"MLflow could not record the run ({type(err).__name__}: {err}); "
                                    "the run ended FAILED"))

@@ -148,7 +148,9 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
     assert finished, "no trial finished in time"
     process.send_signal(signal.SIGINT)  # Ctrl-C, during or right after the second trial
     output, _ = process.communicate(timeout=120)
-    assert process.returncode != 0, output[-3000:]
+    assert process.returncode == 130, output[-3000:]
+    assert "interrupted by SIGINT: the run was recorded as KILLED; the same command resumes the study" in output
+    assert "Traceback" not in output, output[-3000:]
 
     _, parents, trials = study_runs(tracking_uri, "tune_random")
     assert len(parents) == 1 and parents[0].info.status == "KILLED"

@@ -72,3 +72,39 @@ def test_keras_tuner_reloads_only_its_own_tuner_ids_state(tmp_path, monkeypatch)
     assert not resumed.oracle.trials  # the upstream behaviour
     resumed.oracle.reload()  # what make_tuner does
     assert len(resumed.oracle.trials) == 1
+
+
+def test_loading_weights_skips_an_unbuilt_optimizers_saved_state(tmp_path):
+    """A Keras weights file (keras-tuner's best-epoch checkpoint) holds the optimizer's
+    variables, but `load_weights` into a model whose optimizer is not built yet (keras-tuner's
+    Hyperband restore) skips them: Adam would start again at step 0. Workaround: a Hyperband
+    round's model builds its optimizer first (`CifarHyperModel.build`, src/jobs/tuner.py),
+    and then takes Adam's moments and step from the checkpoint."""
+    import warnings
+
+    import keras
+
+    def compiled():
+        model = tiny_model()
+        model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+        return model
+
+    rng = np.random.default_rng(0)
+    trained = compiled()
+    trained.fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), batch_size=4, epochs=2, verbose=0)
+    trained.save_weights(tmp_path / "best.weights.h5")
+    saved = [v.numpy() for v in trained.optimizer.variables]
+
+    upstream = compiled()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        upstream.load_weights(tmp_path / "best.weights.h5")
+    assert any("Skipping variable loading for optimizer" in str(w.message) for w in caught)
+    assert int(upstream.optimizer.iterations.numpy()) == 0  # the upstream behaviour
+
+    project = compiled()
+    project.optimizer.build(project.trainable_variables)  # what CifarHyperModel.build does
+    project.load_weights(tmp_path / "best.weights.h5")
+    assert int(project.optimizer.iterations.numpy()) == 4
+    for restored, original in zip(project.optimizer.variables, saved):
+        np.testing.assert_array_equal(restored.numpy(), original)

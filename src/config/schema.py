@@ -250,7 +250,8 @@ class TunerConfig:
     factor: int = 3  # Hyperband
     hyperband_iterations: int = 1
     # Hyperband: each round continues from the previous round's best epoch with the
-    # optimizer's state (Adam's moments) as well as its weights; keras-tuner restores weights only.
+    # optimizer's state (Adam's moments) as well as its weights; keras-tuner's own
+    # restore leaves the optimizer unbuilt, so Keras skips its saved state.
     carry_optimizer: bool = True
     executions_per_trial: int = 1
     seed: int = 42  # seeds the oracle; each trial's training uses the top-level seed

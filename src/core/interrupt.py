@@ -31,6 +31,11 @@ def install() -> None:
         pass
 
 
+def received() -> Optional[int]:
+    """The signal that interrupted this process, if one did."""
+    return _received
+
+
 def check() -> None:
     """Raise again if a signal arrived and its first KeyboardInterrupt was lost."""
     if _received is not None and not _deferred:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import keras
-import numpy as np
 
 from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
 from src.config.schema import effective_learning_rate
@@ -184,25 +183,6 @@ def freeze_long_lived_objects() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
-
-
-def save_optimizer_state(model: keras.Model, path: Path) -> None:
-    """The optimizer's variables (Adam's moments and step count), through the
-    same `save_own_variables` that Keras's own `.keras` format uses; stored as
-    plain arrays (no pickle), written atomically."""
-    store: Dict[str, np.ndarray] = {}
-    model.optimizer.save_own_variables(store)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **store)
-    partial.replace(path)
-
-
-def load_optimizer_state(model: keras.Model, path: Path) -> None:
-    """Continue from a saved optimizer state: the counterpart of `load_weights`."""
-    with np.load(path, allow_pickle=False) as saved:
-        store = {key: saved[key] for key in saved.files}
-    model.optimizer.build(model.trainable_variables)
-    model.optimizer.load_own_variables(store)
 
 
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,

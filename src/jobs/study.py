@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -52,8 +53,11 @@ def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, best_trial, bes
     """The winner, ready for its one test evaluation, and how it was obtained."""
     interrupt.failpoint("final_stage")
     if FinalFit(cfg.tuner.final_fit) is FinalFit.checkpoint:
-        return tuner.get_best_models(1)[0], {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
-                                             "final.train_images": splits.x_train.shape[0]}
+        with warnings.catch_warnings():  # a model to evaluate, never to train: its optimizer's state is moot
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            best = tuner.get_best_models(1)[0]
+        return best, {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
+                      "final.train_images": splits.x_train.shape[0]}
     best_cfg = hypermodel.trial_config(best_trial.hyperparameters)
     epochs = int(best_row["best_val_epoch"])
     model = train.prepare_model(best_cfg.model, best_cfg.trainer, seed=cfg.seed)

@@ -57,14 +57,18 @@ class CifarHyperModel(keras_tuner.HyperModel):
             log.warning("[study] trial %s refused: %s", run.data.tags.get("trial_id"), err)
             # keras-tuner records the trial FAILED and goes on; tracked_run ends its MLflow run FAILED.
             raise keras_tuner.errors.FailedTrialError(str(err)) from None
-        return train.prepare_model(cfg.model, cfg.trainer)
+        model = train.prepare_model(cfg.model, cfg.trainer)
+        if self.base.tuner.carry_optimizer and hp.values.get("tuner/trial_id"):
+            # A Hyperband round that continues an earlier one: keras-tuner loads that round's
+            # best-epoch checkpoint next, a Keras weights file that holds the optimizer's
+            # variables too. Built now, the optimizer takes them (Adam's moments and step);
+            # unbuilt, Keras skips them with a warning and Adam starts again from zero.
+            model.optimizer.build(model.trainable_variables)
+        return model
 
     def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
         """Train inside the trial's MLflow run; Hyperband passes its own epochs."""
         cfg = self.trial_config(hp)
-        if self.base.tuner.carry_optimizer:
-            for callback in callbacks or []:
-                save_optimizer_with_best_epoch(callback)
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
         mlflow.log_params(flatten(dataclasses.asdict(trial_cfg)))
@@ -77,24 +81,6 @@ class CifarHyperModel(keras_tuner.HyperModel):
         result = evaluate.evaluate(model, self.splits.x_val, self.splits.y_val, self.splits.class_names)
         logged.log_evaluation(result, "val", metrics=False)
         return training.keras_history
-
-
-def optimizer_state_path(checkpoint: str) -> Path:
-    return Path(checkpoint).with_name("optimizer.npz")
-
-
-def save_optimizer_with_best_epoch(callback) -> None:
-    """Make keras-tuner's best-epoch checkpoint (its `SaveBestEpoch`, which saves weights
-    only) save the optimizer's state beside the weights, at the same epoch."""
-    save_weights = getattr(callback, "_save_model", None)
-    if save_weights is None or not hasattr(callback, "filepath"):
-        return
-
-    def save_both():
-        save_weights()
-        train.save_optimizer_state(callback.model, optimizer_state_path(callback.filepath))
-
-    callback._save_model = save_both
 
 
 def trial_name(trial_id: str, values: Mapping) -> str:
@@ -170,17 +156,6 @@ class TrackedTrials:
                           role="trial")
         epochs = sum(int(run.data.metrics.get("epochs_trained", 0)) for run in done)
         return self.progress.line(len(done), epochs, epochs_trained, values)
-
-    def _build_hypermodel(self, hp):
-        """Hyperband's next round loads the earlier round's best weights here (keras-tuner);
-        with tuner.carry_optimizer the optimizer's state from the same epoch follows."""
-        model = super()._build_hypermodel(hp)
-        previous = hp.values.get("tuner/trial_id")
-        if model is not None and previous and self.hypermodel.base.tuner.carry_optimizer:
-            saved = optimizer_state_path(self._get_checkpoint_fname(previous))
-            if saved.is_file():
-                train.load_optimizer_state(model, saved)
-        return model
 
     def on_trial_end(self, trial):
         try:
