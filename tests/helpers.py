@@ -102,6 +102,7 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
     absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
     saved_environ, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
     saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_unraisablehook = sys.unraisablehook  # pytest's own, which interrupt.install wraps
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level, logging.getLogger("src").level)
     saved_uri = mlflow.get_tracking_uri()
@@ -127,6 +128,7 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
         interrupt._failpoint_hits.clear()
         for signum, handler in saved_signals.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = saved_unraisablehook
         for handler in root.handlers[:]:
             root.removeHandler(handler)
         for handler in saved_logging[0]:

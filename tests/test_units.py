@@ -440,3 +440,25 @@ def test_a_search_is_over_when_every_one_of_its_max_trials_has_ended():
     assert not search_is_over(oracle(3, "COMPLETED", "FAILED"))  # a trial still to create
     assert not search_is_over(oracle(2, "COMPLETED", "RUNNING"))  # killed mid-trial: it runs again
     assert not search_is_over(oracle(None, "COMPLETED"))  # Hyperband: its brackets decide
+
+
+def test_an_interrupt_dropped_in_a_finalizer_prints_no_traceback(monkeypatch):
+    """Python reports a KeyboardInterrupt raised inside a finalizer ("Exception ignored in")
+    through sys.unraisablehook; once a signal was received, check() raises it again after
+    the batch, so the hook stays quiet about it, and passes anything else on."""
+    import signal
+    import types
+
+    from src.core import interrupt
+
+    passed_on = []
+    monkeypatch.setattr(interrupt, "_previous_unraisablehook", passed_on.append)
+    dropped = types.SimpleNamespace(exc_value=KeyboardInterrupt("received signal 2"))
+    other = types.SimpleNamespace(exc_value=ValueError("a real finalizer error"))
+    monkeypatch.setattr(interrupt, "_received", signal.SIGINT)
+    interrupt._skip_dropped_interrupt(dropped)
+    interrupt._skip_dropped_interrupt(other)
+    assert passed_on == [other]
+    monkeypatch.setattr(interrupt, "_received", None)  # a KeyboardInterrupt no signal of ours explains
+    interrupt._skip_dropped_interrupt(dropped)
+    assert passed_on == [other, dropped]

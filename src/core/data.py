@@ -104,8 +104,9 @@ def _unpickle(path: Path) -> dict:
             return _ArrayOnlyUnpickler(handle, path).load()
     except FileNotFoundError:
         raise DatasetError(f"missing dataset file {path}") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError, MemoryError) as err:
+    except DatasetError:
+        raise
+    except Exception as err:  # damaged bytes fail in any of a dozen ways (OverflowError for a huge length, ...)
         raise DatasetError(
             f"cannot read {path}: truncated or not a CIFAR-10 pickle ({type(err).__name__}: {err})"
         ) from None

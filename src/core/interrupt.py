@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Dict, Optional
 
 _received: Optional[int] = None
@@ -22,13 +23,28 @@ def _on_signal(signum, frame):
         raise KeyboardInterrupt(f"received signal {signum}")
 
 
+def _skip_dropped_interrupt(unraisable) -> None:
+    """sys.unraisablehook: Python prints "Exception ignored in ..." and a traceback
+    when the KeyboardInterrupt lands in a finalizer; `check()` raises it again after
+    the batch, so that one is not news. Anything else goes to the hook before."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received is not None:
+        return
+    _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
 def install() -> None:
     """SIGINT and SIGTERM (a scheduler, `kill`) both raise KeyboardInterrupt."""
+    global _previous_unraisablehook
     try:
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
     except ValueError:  # not the main thread (some launchers): keep the defaults
-        pass
+        return
+    if sys.unraisablehook is not _skip_dropped_interrupt:
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _skip_dropped_interrupt
 
 
 def received() -> Optional[int]:
