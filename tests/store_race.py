@@ -9,7 +9,7 @@ import multiprocessing
 import mlflow
 import numpy as np
 
-from src.tracking import store
+from src.tracking import races, store
 
 
 def _log_same_datasets(uri: str, experiment_id: str, barrier, rounds: int, guarded: bool, failures) -> None:
@@ -24,7 +24,7 @@ def _log_same_datasets(uri: str, experiment_id: str, barrier, rounds: int, guard
             barrier.wait(timeout=120)
             try:
                 if guarded:
-                    store.log_input_retrying(dataset, context="test", tags={})
+                    races.log_input_retrying(dataset, context="test", tags={})
                 else:
                     mlflow.log_input(dataset, context="test")
             except Exception as err:  # counted, and the race goes on in the next round

@@ -55,7 +55,7 @@ def test_eight_processes_logging_the_same_dataset_at_once_all_succeed(tracking_u
 
 
 def test_upstream_dataset_race_still_exists(tracking_uri):
-    """The same race without store.log_input_retrying: MLflow's own log_input
+    """The same race without races.log_input_retrying: MLflow's own log_input
     fails some of the processes. When this test fails, upstream has fixed the
     get-or-create in SqlAlchemyStore.log_inputs and the retry can go.
 
@@ -68,7 +68,7 @@ def test_upstream_dataset_race_still_exists(tracking_uri):
 
 
 def test_processes_creating_one_store_at_once_all_succeed(tmp_path):
-    """Without `store.creation_lock`, MLflow 3.17's unlocked first-use migration
+    """Without `races.creation_lock`, MLflow 3.17's unlocked first-use migration
     fails in most processes (measured: 2 of 3 failed in each of 4 rounds). Half
     the processes open it as a run does, half as a bare `store.client` (CI once
     lost a run to a test's unlocked MlflowClient migrating the same new file)."""

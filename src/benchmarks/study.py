@@ -18,46 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from scipy import stats
 
-from src.config.paths import PROJECT_ROOT
+from src.benchmarks.commands import search_seconds, timed_study
 
 SETTINGS = {"faithful": ("trainer=default", "tuner.workers=1"),
             "fast": ("trainer=fast", "tuner.workers=2")}
 
 
 def run_study(name: str, args, store: Path) -> dict:
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    experiment = f"bench_study_{name}"
-    command = [sys.executable, "-m", "src.run", "+experiment=tune_hyperband", *SETTINGS[name],
-               f"tuner.max_epochs={args.max_epochs}", "tuner.factor=3", f"data.limit_train={args.limit_train}",
-               f"data.limit_test={args.limit_test}", "trainer.verbose=0", "tuner.final_fit=checkpoint",
-               "tuner.confirm.seeds=0", "tracking.log_model=false", "tracking.register_best_as=null",
-               f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"tuner.directory={store / 'tuner'}",
-               f"hydra.run.dir={store / 'hydra' / experiment}"]
-    if args.data_dir:
-        command.append(f"data.dir={args.data_dir}")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"the {name} study failed:\n{done.stderr[-3000:]}")
-
-    from src.tracking.store import client as store_client
-
-    client = store_client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    trials = client.search_runs([exp.experiment_id], "tags.study_role = 'trial' and attributes.status = 'FINISHED'",
-                                max_results=1000)
-    span = (max(t.info.end_time for t in trials) - min(t.info.start_time for t in trials)) / 1000
+    overrides = ["+experiment=tune_hyperband", *SETTINGS[name], f"tuner.max_epochs={args.max_epochs}", "tuner.factor=3",
+                 f"data.limit_train={args.limit_train}", f"data.limit_test={args.limit_test}"]
+    wall, trials = timed_study(f"the {name} study", overrides, store, f"bench_study_{name}", args.data_dir)
+    span = search_seconds(trials)
     images = sum(t.data.metrics["train_images_per_s"] * t.data.metrics["train_seconds"] for t in trials)
     first_rounds = {_configuration(t): t.data.metrics["best_val_accuracy"] for t in trials
                     if t.data.params.get("hp.tuner/initial_epoch") == "0"}

@@ -14,44 +14,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from src.config.paths import PROJECT_ROOT
+from src.benchmarks.commands import search_seconds, timed_study
 
 WORKERS = (1, 2)
 
 
 def run_search(workers: int, args, store: Path) -> dict:
-    experiment = f"bench_tuner_{workers}"
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    command = [sys.executable, "-m", "src.run", "+experiment=tune_random", f"tuner.workers={workers}",
-               f"tuner.max_trials={args.trials}", "tuner.search_space.epochs.type=fixed",
-               f"tuner.search_space.epochs.value={args.epochs}", f"data.limit_train={args.limit_train}",
-               f"data.limit_test={args.limit_test}", "trainer.verbose=0", "tuner.final_fit=checkpoint",
-               "tracking.log_model=false", "tracking.register_best_as=null", f"tracking.uri={uri}",
-               "tuner.confirm.seeds=0",  # trials per hour of the search alone
-               f"tracking.experiment={experiment}", f"tuner.directory={store / 'tuner'}",
-               f"hydra.run.dir={store / 'hydra' / experiment}"]
-    if args.data_dir:
-        command.append(f"data.dir={args.data_dir}")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"tuner.workers={workers} failed:\n{done.stderr[-3000:]}")
-
-    from src.tracking.store import client as store_client
-
-    client = store_client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    trials = client.search_runs([exp.experiment_id], "tags.study_role = 'trial' and attributes.status = 'FINISHED'")
-    span = (max(t.info.end_time for t in trials) - min(t.info.start_time for t in trials)) / 1000
+    overrides = ["+experiment=tune_random", f"tuner.workers={workers}", f"tuner.max_trials={args.trials}",
+                 "tuner.search_space.epochs.type=fixed", f"tuner.search_space.epochs.value={args.epochs}",
+                 f"data.limit_train={args.limit_train}", f"data.limit_test={args.limit_test}"]
+    wall, trials = timed_study(f"tuner.workers={workers}", overrides, store, f"bench_tuner_{workers}", args.data_dir)
+    span = search_seconds(trials)
     return {"workers": workers, "trials": len(trials), "search_s": span, "wall_s": wall,
             "trials_per_hour": len(trials) / span * 3600}
 

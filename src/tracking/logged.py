@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from src.config import Config
 from src.core import evaluate
 from src.core.data import Splits
-from src.tracking import store
+from src.tracking import races
 from src.tracking.runs import HEARTBEAT, flatten, mlflow_clock
 
 
@@ -54,7 +54,7 @@ def log_dataset(images: np.ndarray, one_hot_labels: np.ndarray, name: str, sourc
                                      source=source)
     note = ("lossy offline rebuild: most images decoded from JPEG (quality 75), "
             "accuracies run a little below published CIFAR-10 figures") if lossy else "original pixels"
-    store.log_input_retrying(dataset, context=context, tags={"note": note})
+    races.log_input_retrying(dataset, context=context, tags={"note": note})
 
 
 def _save_keras_model(path, **kwargs):

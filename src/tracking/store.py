@@ -1,5 +1,6 @@
 """The tracking store: where it is, whether it answers, experiments, and the one
-query for a run's children.
+query for a run's children. (The two MLflow 3.17 SQL-store races it works around
+are in races.py.)
 
 The embedded store is where MLflow looks by default: the SQLite database
 `mlflow.db` at the project root, with artifacts under `mlruns/` (MLflow 3.13+
@@ -10,23 +11,22 @@ every run.
 from __future__ import annotations
 
 import base64
-import fcntl
 import os
 import shlex
 import sqlite3
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
+from src.tracking.races import creation_lock
 
 EMBEDDED_DB = PROJECT_ROOT / "mlflow.db"
 # How long another process may hold the store locked before we give up: the same
@@ -194,57 +194,6 @@ def _known_schema_revisions() -> set:
     return {script.revision for script in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()}
 
 
-# Messages of a unique-key violation, as SQLite, PostgreSQL and MySQL word it
-# (through a tracking server they arrive inside an INTERNAL_ERROR's text).
-_DUPLICATE_KEY = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
-DATASET_LOG_ATTEMPTS = 8
-
-
-def log_input_retrying(dataset, context: str, tags: Mapping[str, str]) -> None:
-    """`mlflow.log_input` that survives other processes logging the same dataset at once.
-
-    MLflow 3.17's SqlAlchemyStore.log_inputs selects the experiment's dataset
-    row by (name, digest) and inserts it when missing, with no lock and no
-    handling of the unique-key violation: two runs (sweep jobs, tuner workers,
-    confirmation runs, two users) logging the same dataset to an experiment
-    that has not seen it yet can both miss the row, and the slower insert fails
-    with an IntegrityError that ends its run. The failed transaction is rolled
-    back whole, and on the next attempt the row exists and is reused, so a
-    retry is safe. Bounded: a violation that persists is a real error.
-    """
-    for attempt in range(1, DATASET_LOG_ATTEMPTS + 1):
-        try:
-            mlflow.log_input(dataset, context=context, tags=dict(tags))
-            return
-        except MlflowException as err:
-            if attempt == DATASET_LOG_ATTEMPTS or not any(m in str(err) for m in _DUPLICATE_KEY):
-                raise
-            time.sleep(0.05 * attempt)
-
-
-@contextmanager
-def creation_lock(uri: str):
-    """Hold while touching a SQLite store for the first time in a process.
-
-    MLflow 3.17 creates and migrates a fresh SQLite store on first use, with no
-    lock: two processes doing it at once crash ("duplicate column name", "Online
-    migration expected to match one row", measured 2 of 3 processes failing).
-    An advisory lock on the store's directory makes the second wait until the
-    first has finished (no upstream issue found). A server store migrates once,
-    at `mlflow server` start, so it needs none.
-    """
-    path = sqlite_path(uri)
-    if path is None:
-        yield
-        return
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(directory, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(directory)  # releases the lock
-
-
 def client(uri: str) -> "mlflow.MlflowClient":
     """An MlflowClient for `uri`, created under `creation_lock`.
 
@@ -253,7 +202,7 @@ def client(uri: str) -> "mlflow.MlflowClient":
     migrates the same file, one of them crashes ("No such index ...", measured
     in CI). Every client this project builds goes through here.
     """
-    with creation_lock(uri):
+    with creation_lock(sqlite_path(uri)):
         return mlflow.MlflowClient(uri)
 
 
@@ -272,7 +221,7 @@ def ensure_experiment(uri: str, name: str) -> str:
 
     try:
         mlflow.set_tracking_uri(uri)
-        with creation_lock(uri):
+        with creation_lock(sqlite_path(uri)):
             experiment = mlflow.get_experiment_by_name(name)
         if experiment is None:
             try:
@@ -298,7 +247,6 @@ def _experiment_artifacts(uri: str, name: str) -> Optional[str]:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return f"{root}/{safe}"
-
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str, status: Optional[str] = None,
