@@ -9,7 +9,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_cli
+from helpers import run_cli, run_here
 
 TOP_K, SEEDS = 2, 2
 
@@ -64,7 +64,7 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     assert parent.data.metrics["confirm_difference_low"] <= parent.data.metrics["confirm_difference"] \
         <= parent.data.metrics["confirm_difference_high"]
 
-    again = run_cli(*args)
+    again = run_here(*args)  # in this process: nothing is left to search, so no worker process starts
     assert again.returncode == 0, again.stderr[-3000:]
     assert "no chief or worker started" in again.stdout, again.stdout[-3000:]  # nothing was left to search
     confirms_after = [r for r in client.search_runs([experiment], max_results=1000)

@@ -56,7 +56,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="a small run (about 2 minutes), to check that it works")
     args = parser.parse_args(argv)
     if args.quick:
-        args.max_epochs, args.limit_train, args.limit_test = 3, 2000, 500
+        # 1,000 images: under 3 minutes even where bfloat16 is emulated (3.4 min on 2,000 on a Zen 3)
+        args.max_epochs, args.limit_train, args.limit_test = 3, 1000, 500
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_study_") as tmp:
