@@ -24,6 +24,8 @@ from src.core import interrupt
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow errors surface as exceptions
 # MLflow's own INFO lines (database migrations) are not the run's news.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# Nor are its download progress bars: a study's report fetches a few small files, a bar each.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow cannot tell which of two equal readers a file:// dataset source needs; either is right.
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 register()

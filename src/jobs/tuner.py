@@ -2,8 +2,10 @@
 nested MLflow run, and the saved state a study resumes from."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
+import io
 import logging
 import os
 import statistics
@@ -174,11 +176,16 @@ def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: 
     common = dict(hypermodel=hypermodel, objective=cfg.tuner.objective, seed=cfg.tuner.seed,
                   executions_per_trial=cfg.tuner.executions_per_trial, overwrite=cfg.tuner.overwrite,
                   directory=str(directory.parent), project_name=directory.name)
-    if kind is TunerKind.hyperband:
-        tuner = tuner_class(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
-                            hyperband_iterations=cfg.tuner.hyperband_iterations, **common)
-    else:
-        tuner = tuner_class(max_trials=cfg.tuner.max_trials, **common)
+    budget = (dict(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
+                   hyperband_iterations=cfg.tuner.hyperband_iterations) if kind is TunerKind.hyperband
+              else dict(max_trials=cfg.tuner.max_trials))
+    # keras-tuner print()s "Reloading Tuner from <file>" as it carries on from saved state, and
+    # the launcher of a parallel study reloads it once the workers are done: DEBUG records of the
+    # study's logger, off the console at its INFO level (a resumed study says "(resumed)" itself).
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        tuner = tuner_class(**budget, **common)
+    for line in printed.getvalue().splitlines():
+        log.debug("keras-tuner: %s", line)
     oracle = tuner.oracle
     # keras-tuner reloads the oracle only if `<tuner id>.json` exists: state written under
     # another id (tuner0 alone, or the chief and workers of a parallel study) is reloaded here.
