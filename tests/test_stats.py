@@ -203,6 +203,15 @@ def test_edge_of_space_flags_both_ends_of_a_choice_list():
     assert edge_of_space("2.0", WIDTH) is not None  # as MLflow logs it
 
 
+def test_edge_of_space_is_silent_at_the_smallest_value_a_key_can_take():
+    card_dropout = {**DROPOUT, "min": 0.0}  # conf/tuner/search_space/filters_dropout_epochs.yaml
+    assert edge_of_space(0.0, card_dropout) is None  # no dropout: no wider space goes below it
+    assert "largest offered (max 0.6)" in edge_of_space(0.6, card_dropout)
+    assert edge_of_space(1, {**EPOCHS, "min": 1}) is None
+    assert "smallest offered (min 0.1)" in edge_of_space(0.1, DROPOUT)  # 0.1 is not the floor
+    assert "smallest offered (min 0.0)" in edge_of_space(0.0, {**card_dropout, "key": "model.width"})
+
+
 def test_edge_of_space_flags_both_ends_of_a_range():
     assert "largest offered (max 0.6)" in edge_of_space(0.1 + 5 * 0.1, DROPOUT)  # float drift from stepping
     assert "smallest offered (min 0.1)" in edge_of_space(0.1, DROPOUT)

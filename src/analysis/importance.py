@@ -180,6 +180,11 @@ def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: 
     return pd.DataFrame(rows, columns=["value", "count", "mean", "std", "low", "high"])
 
 
+# The smallest value the config allows for a key (src/config/schema.py): a best value there is
+# at the edge of what exists, not of the space, and no wider space would reach beyond it.
+LOWEST_POSSIBLE = {"model.dropout": 0.0, "trainer.epochs": 1.0}
+
+
 def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) -> Optional[str]:
     """A warning if the best value is at a bound of its searched range, else None.
 
@@ -190,7 +195,8 @@ def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) 
     int/float ranges compare with the lowest and the highest reachable value
     (min, and the last step at or below max), numeric choices with the
     smallest and largest choice. Non-numeric choices (words, filter lists),
-    booleans and fixed values have no edge to report.
+    booleans and fixed values have no edge to report, and neither has a lower
+    bound that is the smallest value the key can take (LOWEST_POSSIBLE).
     """
     spec = _spec_dict(space_spec)
     label = name or spec.get("key") or "hyperparameter"
@@ -212,7 +218,10 @@ def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) 
         return None
     if _same(_as_number(lowest), _as_number(highest)):
         return None
+    floor = LOWEST_POSSIBLE.get(spec.get("key") or label)
     for bound, word, short in ((highest, "largest", "max"), (lowest, "smallest", "min")):
+        if word == "smallest" and floor is not None and _same(_as_number(bound), floor):
+            continue  # nothing lies below it: no dropout, one epoch
         if _same(best, _as_number(bound)):
             return (f"{label}: best value {_show(best_value)} is the {word} offered ({short} {_show(bound)}): "
                     "at the edge of the space: widen it")
