@@ -5,11 +5,12 @@
 
 Runs `python -m src.run -m ...` with `+launcher=basic` (one job after another,
 TensorFlow using every core) and `+launcher=joblib` (2 jobs at once, 1 thread
-each; `--threads-per-job 1 2` also times the parallel launcher with 2 intra-op
-threads per job, oversubscribing the cores), alternating A B A B for `--rounds`, into a throwaway MLflow store, and
-prints for each the aggregate training throughput: training images of all
-jobs / wall-clock seconds of the whole multirun (start-up included), the mean
-per-job training images/s, and the ratio parallel / sequential.
+each; `--threads-per-job 1 2` also times it with 2 intra-op threads per job,
+oversubscribing the cores), alternating A B A B for `--rounds`, into a
+throwaway MLflow store, and prints for each the aggregate training throughput:
+training images of all jobs / wall-clock seconds of the whole multirun
+(start-up included), the mean per-job training images/s, and the ratio
+parallel / sequential.
 """
 from __future__ import annotations
 
