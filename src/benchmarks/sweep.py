@@ -55,7 +55,7 @@ def run_sweep(launcher: str, args, store: Path, index: int, threads: int = 0) ->
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m src.bench sweep", description=__doc__.splitlines()[0])
     # Full-size jobs by default: with short ones each parallel worker's start-up
     # (TensorFlow import, data loading: ~25 s) eats the gain (experiments/perf/).
     parser.add_argument("--jobs", type=int, default=2)
@@ -68,6 +68,8 @@ def main(argv=None) -> None:
                         help="intra-op threads of each parallel job: one parallel variant per value")
     parser.add_argument("--quick", action="store_true", help="a tiny run, to check that it works")
     args = parser.parse_args(argv)
+    if min(args.threads_per_job) < 1:  # 0 would mean "every core" to TensorFlow, not a parallel variant
+        parser.error(f"--threads-per-job {min(args.threads_per_job)} is not allowed: each value is an integer >= 1")
     if args.quick:
         args.jobs, args.limit_train, args.limit_test, args.epochs, args.rounds = 2, 500, 100, 1, 1
 
