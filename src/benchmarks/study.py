@@ -48,7 +48,7 @@ def _configuration(trial) -> tuple:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m src.bench study", description=__doc__.splitlines()[0])
     parser.add_argument("--max-epochs", type=int, default=9, help="Hyperband's max_epochs (factor 3)")
     parser.add_argument("--limit-train", type=int, default=10000)
     parser.add_argument("--limit-test", type=int, default=1000)

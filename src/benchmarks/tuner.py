@@ -33,7 +33,7 @@ def run_search(workers: int, args, store: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m src.bench tuner", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--limit-train", type=int, default=5000)
     parser.add_argument("--limit-test", type=int, default=1000)
