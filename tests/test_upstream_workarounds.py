@@ -108,3 +108,29 @@ def test_loading_weights_skips_an_unbuilt_optimizers_saved_state(tmp_path):
     assert int(project.optimizer.iterations.numpy()) == 4
     for restored, original in zip(project.optimizer.variables, saved):
         np.testing.assert_array_equal(restored.numpy(), original)
+
+
+def test_confusion_matrix_text_colour_follows_the_data_not_a_fixed_colour_scale():
+    """scikit-learn#16048: ConfusionMatrixDisplay picks each number's colour from the midpoint
+    of the data, also when `im_kw` fixes the colour scale, so a weak model's row-normalised
+    matrix (values up to 0.3 on a 0-1 scale) gets white numbers on pale cells. Workaround:
+    `plot_confusion_matrix` in src/core/evaluate.py recolours them by the scale drawn."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    from src.core import evaluate
+
+    weak = np.array([[0.3, 0.1], [0.05, 0.2]])  # all pale on the 0-1 scale; 0.3 is above the data's midpoint
+    upstream = ConfusionMatrixDisplay(weak).plot(ax=Figure().add_subplot(), cmap="Blues",
+                                                 im_kw={"vmin": 0, "vmax": 1}, colorbar=False)
+    assert to_rgba(upstream.text_[0, 0].get_color()) == to_rgba(upstream.im_.cmap(0))  # pale text, pale cell
+
+    def colours(matrix):
+        figure = evaluate.plot_confusion_matrix(matrix, ["a", "b"], normalized=True)
+        return {text.get_text(): to_rgba(text.get_color()) for text in figure.axes[0].texts}
+
+    white = to_rgba("white")
+    assert white not in colours(weak).values()
+    strong = colours(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert strong["0.90"] == strong["0.80"] == white and white not in (strong["0.10"], strong["0.20"])
