@@ -95,6 +95,16 @@ def test_difference_is_welchs_interval(a, b):
     assert "Welch" in diff.method
 
 
+def test_runs_that_all_scored_alike_get_the_sampling_error_not_a_zero_width_interval():
+    """Welch over [0.5, 0.5] and [0.4, 0.4] is the single point 0.1: significant at any level."""
+    from src.analysis.stats import difference
+
+    diff = difference(np.array([0.5, 0.5]), np.array([0.4, 0.4]), test_size=100)
+    se = np.sqrt(0.5 * 0.5 / 100 + 0.4 * 0.6 / 100)
+    assert diff.half_width == pytest.approx(1.96 * se, rel=1e-4) and "scored alike" in diff.method
+    assert not diff.significant  # 10 points on 100 images: within the sampling error
+
+
 def test_difference_of_single_runs_is_the_test_sets_sampling_error():
     from src.analysis.stats import difference
 

@@ -63,13 +63,19 @@ def difference(a: np.ndarray, b: np.ndarray, test_size: int) -> Difference:
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     estimate = a.mean() - b.mean()
-    if len(a) >= 2 and len(b) >= 2:
+    several = len(a) >= 2 and len(b) >= 2
+    if several and (np.ptp(a) > 0 or np.ptp(b) > 0):
         low, high = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
         return Difference(estimate, float(low), float(high), f"Welch t over {len(a)} and {len(b)} runs")
     se = math.sqrt(sum(p * (1 - p) / test_size for p in (a.mean(), b.mean())))
     half_width = float(scipy_stats.norm.ppf(0.975) * se)
+    # Runs that all scored alike give Welch a zero-width interval (and scipy a precision
+    # warning): it would call any difference significant. They show no seed variation to
+    # estimate, so the test set's sampling error is all that can be said.
+    why = (f"the {len(a)} and {len(b)} runs each scored alike, so no seed variation to estimate" if several
+           else "seed variation not included")
     return Difference(estimate, estimate - half_width, estimate + half_width,
-                      f"test-set sampling error only ({test_size} images); seed variation not included")
+                      f"test-set sampling error only ({test_size} images); {why}")
 
 
 @dataclass
