@@ -262,8 +262,7 @@ def search_is_over(oracle) -> bool:
     """Whether a reloaded oracle would answer STOPPED to every worker: all of its
     max_trials trials created and ended (keras-tuner's own stop condition, with no
     trial left RUNNING to retry). A resumed study then needs no oracle server and no
-    worker (each a process importing TensorFlow, and keras-tuner's chief polls for its
-    workers' exit every 20 s). Hyperband (no max_trials) and a grid stopped early by an
+    worker (each a process importing TensorFlow). Hyperband (no max_trials) and a grid stopped early by an
     exhausted space still go through them; their oracle stops them at once."""
     ended = {"COMPLETED", "FAILED", "INVALID"}
     return bool(oracle.max_trials) and len(oracle.trials) >= oracle.max_trials and all(
