@@ -27,3 +27,32 @@ def test_filters_dropout_and_dense_units_come_from_config():
     assert [c.filters for c in convs] == [16, 32]
     assert [d.rate for d in dropouts] == [0.25]
     assert model.count_params() != 258_762
+
+
+def test_training_takes_the_batches_and_order_that_fit_on_arrays_takes():
+    """train.fit feeds Keras's own array pipeline with tf.data's autotuning off (it stalled
+    epoch starts by seconds): the same batches in the same shuffled order as `model.fit(x, y)`,
+    so the same weights to the bit, validation included."""
+    import numpy as np
+
+    from src.config import TrainerConfig
+    from src.core import train
+    from src.core.data import Splits
+
+    rng = np.random.default_rng(0)
+    images = rng.random((200, 32, 32, 3), dtype=np.float32)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
+    splits = Splits(x_train=images[:150], y_train=labels[:150], x_val=images[150:], y_val=labels[150:],
+                    x_test=images[150:], y_test=labels[150:], class_names=[str(i) for i in range(10)],
+                    source="synthetic", lossy=False, validation="split")
+    model_cfg = ModelConfig(filters=[8, 16], dense_units=[16])
+    cfg = TrainerConfig(epochs=2, batch_size=16, verbose=0)  # 150 images: a partial last batch
+
+    ours = train.prepare_model(model_cfg, cfg, seed=7)
+    result = train.fit(ours, splits, cfg)
+    keras_way = train.prepare_model(model_cfg, cfg, seed=7)
+    history = keras_way.fit(splits.x_train, splits.y_train, batch_size=16, epochs=2, verbose=0,
+                            validation_data=(splits.x_val, splits.y_val))
+    assert result.history == {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    for a, b in zip(ours.get_weights(), keras_way.get_weights()):
+        np.testing.assert_array_equal(a, b)

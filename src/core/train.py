@@ -185,20 +185,34 @@ def freeze_long_lived_objects() -> None:
         gc.freeze()
 
 
+def batches(images, labels, batch_size: int, shuffle: bool):
+    """The batches `model.fit(x, y)` makes of in-memory arrays (Keras's own pipeline, its
+    shuffling included), with tf.data's autotuning off: on 2 cores that training keeps busy
+    it delayed the start of most epochs by 5-14 s (experiments/perf/REPORT.md)."""
+    import tensorflow as tf
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    dataset = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    steps = math.ceil(len(images) / batch_size)  # so that Keras knows an epoch's length
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).with_options(options)
+
+
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
         callbacks: Optional[list] = None, initial_epoch: int = 0, validate: bool = True) -> TrainingResult:
-    """`model.fit` on the arrays, validating on `data.x_val` (the test set in
+    """`model.fit` on the arrays' batches (`batches`), validating on `data.x_val` (the test set in
     the notebook's mode, a held-out split otherwise) unless `validate` is off.
     Trains epochs `initial_epoch + 1` .. `cfg.epochs` (Hyperband continues
     a previous round's model)."""
     clock, guard = TrainingClock(), DivergenceGuard()
     started = time.perf_counter()
     history = model.fit(
-        data.x_train, data.y_train,
-        batch_size=cfg.batch_size,
+        batches(data.x_train, data.y_train, cfg.batch_size, shuffle=True),
         epochs=cfg.epochs,
         initial_epoch=initial_epoch,
-        validation_data=(data.x_val, data.y_val) if validate else None,
+        shuffle=False,  # the batches are shuffled already
+        validation_data=batches(data.x_val, data.y_val, cfg.batch_size, shuffle=False) if validate else None,
         callbacks=[clock, guard, InterruptCheck(), *(callbacks or [])],
         verbose=cfg.verbose,
     )
