@@ -56,3 +56,25 @@ def test_training_takes_the_batches_and_order_that_fit_on_arrays_takes():
     assert result.history == {k: [float(v) for v in vs] for k, vs in history.history.items()}
     for a, b in zip(ours.get_weights(), keras_way.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_evaluation_takes_the_batches_that_evaluate_and_predict_on_arrays_take():
+    """evaluate.evaluate feeds the same pipeline with autotuning off to `model.evaluate` and
+    `model.predict`: the loss, accuracy and every prediction equal Keras's on the arrays, to
+    the bit (a partial last batch included)."""
+    import numpy as np
+
+    from src.config import TrainerConfig
+    from src.core import evaluate, train
+
+    rng = np.random.default_rng(1)
+    images = rng.random((70, 32, 32, 3), dtype=np.float32)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 70)]
+    model = train.prepare_model(ModelConfig(filters=[8, 16], dense_units=[16]), TrainerConfig(), seed=3)
+
+    ours = evaluate.evaluate(model, images, labels, [str(i) for i in range(10)], batch_size=32)
+    loss, accuracy = model.evaluate(images, labels, batch_size=32, verbose=0)
+    probabilities = model.predict(images, batch_size=32, verbose=0)
+    assert (ours.loss, ours.accuracy) == (float(loss), float(accuracy))
+    np.testing.assert_array_equal(ours.y_pred, probabilities.argmax(axis=1))
+    np.testing.assert_array_equal(ours.y_true, labels.argmax(axis=1))

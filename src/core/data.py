@@ -6,6 +6,7 @@ With no directory configured, the Keras download is used (needs internet).
 """
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +254,18 @@ def load(cfg: DataConfig, seed: int) -> Splits:
     arrays, meta = cache.cached(Path(cfg.cache_dir or DEFAULT_CACHE).expanduser(), key, build)
     return Splits(**arrays, **meta)
 
+
+def batches(images, labels, batch_size: int, shuffle: bool):
+    """The batches `model.fit(x, y)`, `evaluate` and `predict` make of in-memory arrays
+    (Keras's own pipeline, its shuffling included; `labels` None for predict), with
+    tf.data's autotuning off: on 2 cores that the model keeps busy it delayed the start
+    of most training epochs by 5-14 s, and of evaluations by up to ~1.5 s
+    (experiments/perf/REPORT.md)."""
+    import tensorflow as tf
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    dataset = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    steps = math.ceil(len(images) / batch_size)  # so that Keras knows an epoch's length
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).with_options(options)

@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
 
+from src.core.data import batches
+
 
 @dataclass
 class Evaluation:
@@ -35,8 +37,8 @@ class Evaluation:
 
 def evaluate(model, images: np.ndarray, one_hot_labels: np.ndarray,
              class_names: Sequence[str], batch_size: int = 256) -> Evaluation:
-    loss, accuracy = model.evaluate(images, one_hot_labels, batch_size=batch_size, verbose=0)
-    probabilities = model.predict(images, batch_size=batch_size, verbose=0)
+    loss, accuracy = model.evaluate(batches(images, one_hot_labels, batch_size, shuffle=False), verbose=0)
+    probabilities = model.predict(batches(images, None, batch_size, shuffle=False), verbose=0)
     y_true = one_hot_labels.argmax(axis=1)
     y_pred = probabilities.argmax(axis=1)
     return summarize(float(loss), float(accuracy), y_true, y_pred, class_names)

@@ -16,7 +16,7 @@ import keras
 from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
 from src.config.schema import effective_learning_rate
 from src.core import interrupt
-from src.core.data import Splits
+from src.core.data import Splits, batches
 from src.core.model import build_cnn
 
 log = logging.getLogger(__name__)
@@ -183,20 +183,6 @@ def freeze_long_lived_objects() -> None:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
-
-
-def batches(images, labels, batch_size: int, shuffle: bool):
-    """The batches `model.fit(x, y)` makes of in-memory arrays (Keras's own pipeline, its
-    shuffling included), with tf.data's autotuning off: on 2 cores that training keeps busy
-    it delayed the start of most epochs by 5-14 s (experiments/perf/REPORT.md)."""
-    import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
-    dataset = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    steps = math.ceil(len(images) / batch_size)  # so that Keras knows an epoch's length
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).with_options(options)
 
 
 def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
