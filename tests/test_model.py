@@ -60,8 +60,8 @@ def test_training_takes_the_batches_and_order_that_fit_on_arrays_takes():
 
 def test_evaluation_takes_the_batches_that_evaluate_and_predict_on_arrays_take():
     """evaluate.evaluate feeds the same pipeline with autotuning off to `model.evaluate` and
-    `model.predict`: the loss, accuracy and every prediction equal Keras's on the arrays, to
-    the bit (a partial last batch included)."""
+    `model.predict`: the loss and accuracy equal Keras's on the arrays to the bit, and so does
+    every predicted class (a partial last batch included)."""
     import numpy as np
 
     from src.config import TrainerConfig

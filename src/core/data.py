@@ -1,4 +1,5 @@
-"""CIFAR-10: read the standard `cifar-10-batches-py` layout, split, scale, one-hot.
+"""CIFAR-10: read the standard `cifar-10-batches-py` layout, split, scale, one-hot;
+the batches Keras trains and evaluates on (`batches`, which alone imports TensorFlow).
 
 The pickles are read with numpy and the standard library only, so a missing or
 broken dataset is reported before TensorFlow is imported or a run is created.
