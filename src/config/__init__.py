@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import search_space
+from src.config import machine, search_space
 from src.config.errors import ProjectError
 from src.config.schema import (  # noqa: F401
     Config,
@@ -30,6 +30,7 @@ from src.config.schema import (  # noqa: F401
 def validate(cfg: DictConfig) -> Config:
     """Run every range check (and the search space's); returns the typed config."""
     typed = OmegaConf.to_object(cfg)
+    typed.trainer = machine.resolve(typed.trainer)
     if typed.tuner is not None:
         search_space.check(typed.tuner.search_space, typed,
                            hyperband=TunerKind(typed.tuner.kind) is TunerKind.hyperband)

@@ -65,6 +65,9 @@ class LrScaling(str, Enum):
 class Precision(str, Enum):
     float32 = "float32"
     mixed_bfloat16 = "mixed_bfloat16"
+    # trainer=fast: bfloat16 where this machine computes it natively, else the faithful
+    # float32 setting (src/config/machine.py resolves it once, in validate()).
+    auto = "auto"
 
 
 @dataclass
@@ -151,6 +154,8 @@ class TrainerConfig:
     verbose: int = 1
     intra_op_threads: int = 0  # 0 = TensorFlow's default
     inter_op_threads: int = 0
+    # What precision=auto became on this machine, and why (logged as a param); empty otherwise.
+    resolved: str = ""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -119,6 +119,8 @@ def set_threads(cfg: TrainerConfig) -> None:
 
 def set_precision(precision: Precision | str) -> None:
     # A global Keras policy: set it before building the model.
+    if Precision(precision) is Precision.auto:
+        raise ValueError("trainer.precision=auto reached training unresolved: src.config.validate resolves it")
     keras.mixed_precision.set_global_policy(Precision(precision).value)
     if Precision(precision) is Precision.mixed_bfloat16:
         warn_emulated_bfloat16()

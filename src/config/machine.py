@@ -1,0 +1,64 @@
+"""What `trainer.precision=auto` (the fast setting, `trainer=fast`) means on this machine.
+
+bfloat16 is fast only where the hardware computes it: a GPU, or a CPU with the
+`avx512_bf16` or `amx_bf16` flag. Elsewhere oneDNN emulates it and the "fast"
+setting was the slow one (study_speedup 0.46-0.53 on a Zen 3), so there it
+resolves to the faithful float32 setting. Read from /proc, before TensorFlow starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from src.config.schema import LrScaling, Precision, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+BF16_FLAGS = re.compile(r"\b(avx512_bf16|amx_bf16)\b")
+
+
+def gpu_visible() -> bool:
+    """An NVIDIA GPU this process may use, without importing TensorFlow."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def native_bfloat16(cpuinfo: Optional[str] = None, gpu: Optional[bool] = None) -> Optional[str]:
+    """The reason bfloat16 is native here ("GPU", "avx512_bf16", "amx_bf16"), or None."""
+    if gpu if gpu is not None else gpu_visible():
+        return "GPU"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    found = BF16_FLAGS.search(cpuinfo)
+    return found.group(1) if found else None
+
+
+def resolve_precision(trainer: TrainerConfig, native: Optional[str]) -> TrainerConfig:
+    """precision=auto made concrete: the fast setting as configured where bfloat16 is
+    native, else float32 at the faithful batch (lr_reference_batch) and learning rate."""
+    if Precision(trainer.precision) is not Precision.auto:
+        return trainer
+    if native:
+        return dataclasses.replace(trainer, precision=Precision.mixed_bfloat16,
+                                   resolved=f"mixed_bfloat16 (native: {native})")
+    return dataclasses.replace(trainer, precision=Precision.float32, batch_size=trainer.lr_reference_batch,
+                               lr_scaling=LrScaling.none,
+                               resolved="float32 (no native bfloat16: no GPU, no avx512_bf16/amx_bf16 flag)")
+
+
+def resolve(trainer: TrainerConfig, native: Optional[str] = None, probe: bool = True) -> TrainerConfig:
+    if Precision(trainer.precision) is not Precision.auto:
+        return trainer
+    resolved = resolve_precision(trainer, native_bfloat16() if probe and native is None else native)
+    log.info("trainer=fast on this machine: %s, batch %d, lr_scaling %s", resolved.resolved,
+             resolved.batch_size, LrScaling(resolved.lr_scaling).value)
+    return resolved
