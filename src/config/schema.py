@@ -19,7 +19,7 @@ from src.config.errors import ConfigError
 
 # Keys that say how or where a run executes, not what it computes: a report never
 # counts them as hyperparameters, and a study may resume with other values of them.
-NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
+NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.resolved", "trainer.intra_op_threads", "trainer.inter_op_threads", "tracking",
                        "data.dir", "tuner.overwrite", "tuner.workers", "tuner.confirm", "tuner.plan",
                        "data.train_images", "data.val_images", "data.test_images",
                        # where the study's processes run (src/config/cluster.py)
