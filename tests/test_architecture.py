@@ -3,11 +3,20 @@
 config -> core -> tracking -> analysis -> jobs -> benchmarks -> entry points
 (src/run.py, report.py, predict.py, bench.py). A module may import from its own
 package or from a package to its left, never to its right; nothing imports an
-entry point. Read from the source with `ast`, so it costs no imports.
+entry point; and no modules import each other in a circle, not even within one
+package. Read from the source with `ast`, so it costs no imports.
+
+Every import counts, inside functions too: a deferred import is still an edge
+a reader has to follow. `from src.jobs import tuner` is an import of the module
+`src.jobs.tuner`, not of the package, or a circle through it would go unseen.
+`check(root)` takes the `src/` to read, so a test can plant a fault in a copy
+and see the check catch it.
 """
 from __future__ import annotations
 
 import ast
+import shutil
+from pathlib import Path
 
 from helpers import PROJECT_ROOT
 
@@ -25,16 +34,133 @@ def layer_of(module: str) -> int:
     return LAYERS.index(parts[1])
 
 
-def project_imports(path):
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "src":
-            if node.module == "src":  # from src import core
-                yield from (f"src.{alias.name}" for alias in node.names)
+def module_name(root: Path, path: Path) -> str:
+    """`src/jobs/tuner.py` -> `src.jobs.tuner`; a package's `__init__.py` is the package."""
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join((root.name, *parts))
+
+
+def modules(root: Path) -> dict[str, Path]:
+    return {module_name(root, path): path for path in sorted(root.rglob("*.py"))}
+
+
+def project_imports(path: Path, module: str, known: set[str]):
+    """(imported module, line) for each import of the project in `path`, at any depth.
+
+    `from package import name` is an import of `package.name` where that is a
+    module, else of the package itself (the name is defined in its __init__).
+    """
+    top = module.split(".")[0]
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == top:
+                    yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: count up from this module's package
+                anchor = module.split(".")
+                anchor = anchor[:len(anchor) - node.level + is_package]
+                base = ".".join(anchor + ([node.module] if node.module else []))
             else:
-                yield node.module
-        elif isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names if alias.name.split(".")[0] == "src")
+                base = node.module or ""
+            if base.split(".")[0] != top:
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                yield (submodule if submodule in known else base), node.lineno
+
+
+def import_graph(root: Path) -> dict[str, dict[str, int]]:
+    """module -> {module it imports: first line that does}, self-imports left out."""
+    found = modules(root)
+    graph = {}
+    for module, path in found.items():
+        edges = {}
+        for imported, line in project_imports(path, module, set(found)):
+            if imported != module:
+                edges.setdefault(imported, line)
+        graph[module] = edges
+    return graph
+
+
+def layer_violations(graph: dict[str, dict[str, int]]) -> list[str]:
+    wrong = []
+    for module, edges in graph.items():
+        if "." not in module:
+            continue  # src/__init__.py
+        here = layer_of(module)
+        for imported, line in sorted(edges.items()):
+            there = layer_of(imported)
+            if there > here or there == len(LAYERS):
+                wrong.append(f"{module}:{line} imports {imported}")
+    return wrong
+
+
+def cycles(graph: dict[str, dict[str, int]]) -> list[str]:
+    """One shortest circle per strongly connected group of modules (Tarjan's)."""
+    index, low, on_stack, stack, groups = {}, {}, set(), [], []
+
+    def connect(module):
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in sorted(graph[module]):
+            if imported not in graph:
+                continue
+            if imported not in index:
+                connect(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.add(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+
+    found = []
+    for group in sorted(groups, key=min):
+        path = shortest_cycle(graph, group, min(group))
+        links = [f"{a} -> {b} (line {graph[a][b]})" for a, b in zip(path, path[1:])]
+        found.append("import cycle: " + ", ".join(links))
+    return found
+
+
+def shortest_cycle(graph: dict[str, dict[str, int]], group: set[str], start: str) -> list[str]:
+    """start -> ... -> start through `group`, breadth first so the message is short."""
+    came_from, frontier = {start: None}, [start]
+    while frontier:
+        step = []
+        for module in frontier:
+            for imported in sorted(graph[module]):
+                if imported == start:
+                    path = [module]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return path[::-1] + [start]
+                if imported in group and imported not in came_from:
+                    came_from[imported] = module
+                    step.append(imported)
+        frontier = step
+    raise ValueError(f"{start} is on no cycle")
+
+
+def check(root: Path) -> list[str]:
+    """Every way `root` (a copy of `src/`) breaks the architecture; empty when it holds."""
+    graph = import_graph(root)
+    return layer_violations(graph) + cycles(graph)
 
 
 def test_every_module_belongs_to_a_layer_or_is_an_entry_point():
@@ -46,37 +172,42 @@ def test_every_module_belongs_to_a_layer_or_is_an_entry_point():
 
 
 def test_imports_run_one_way():
-    wrong = []
-    for path in SRC.rglob("*.py"):
-        relative = path.relative_to(SRC)
-        if len(relative.parts) == 1 and relative.stem not in ENTRY_POINTS:
-            continue
-        module = "src." + ".".join(relative.with_suffix("").parts)
-        here = layer_of(module)
-        for imported in project_imports(path):
-            there = layer_of(imported)
-            if there > here or (there == len(LAYERS) and imported != module):
-                wrong.append(f"{module} imports {imported}")
+    wrong = layer_violations(import_graph(SRC))
     assert not wrong, wrong
 
 
 def test_no_import_cycles_between_modules():
-    graph = {}
-    for path in SRC.rglob("*.py"):
-        module = "src." + ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
-        graph[module] = {m for m in project_imports(path) if m != module}
-    seen, stack = set(), []
+    found = cycles(import_graph(SRC))
+    assert not found, "\n".join(found)
 
-    def visit(module):
-        if module in stack:
-            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(module):] + [module]))
-        if module in seen or module not in graph:
-            return
-        stack.append(module)
-        for imported in sorted(graph[module]):
-            visit(imported)
-        stack.pop()
-        seen.add(module)
 
-    for module in sorted(graph):
-        visit(module)
+def test_from_package_import_module_is_an_edge_to_the_module():
+    graph = import_graph(SRC)
+    assert "src.jobs.roles" in graph["src.jobs.confirm"]  # from src.jobs import roles
+    assert "src.jobs.job" in graph["src.run"]  # inside main()
+    assert "src.config" in graph["src.core.model"]  # from src.config import ModelConfig
+
+
+def planted_copy(tmp_path: Path, file: str, function_body: str) -> Path:
+    """A copy of src/ whose `file` ends with a function holding `function_body`."""
+    copy = tmp_path / "src"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert check(copy) == []
+    target = copy / file
+    target.write_text(target.read_text() + f"\n\ndef _planted():\n    {function_body}\n")
+    return copy
+
+
+def test_the_check_fails_on_a_planted_cycle(tmp_path):
+    copy = planted_copy(tmp_path, "jobs/roles.py", "from src.jobs import study")
+    lines = len((copy / "jobs" / "roles.py").read_text().splitlines())
+    found = check(copy)
+    assert len(found) == 1 and found[0].startswith("import cycle: "), found
+    assert f"src.jobs.roles -> src.jobs.study (line {lines})" in found[0], found[0]
+    assert " -> src.jobs.roles (line " in found[0], found[0]  # and back round to roles
+
+
+def test_the_check_fails_on_a_planted_layer_violation(tmp_path):
+    copy = planted_copy(tmp_path, "core/model.py", "from src.analysis import stats")
+    lines = len((copy / "core" / "model.py").read_text().splitlines())
+    assert check(copy) == [f"src.core.model:{lines} imports src.analysis.stats"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from src.config import Config, TunerKind, search_space
 from src.config.schema import HyperParameterType
+from src.jobs import roles
 
 log = logging.getLogger("src.jobs.study")
 PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model
@@ -194,12 +195,7 @@ def show(cfg: Config) -> None:
     from src.core import data as data_module
     from src.core import train
 
-    if cfg.tuner.workers > 1:
-        from src.jobs.workers import worker_config
-
-        probed = worker_config(cfg)
-    else:
-        probed = cfg
+    probed = roles.worker_config(cfg) if cfg.tuner.workers > 1 else cfg
     train.set_threads(probed.trainer)  # first: only possible before TensorFlow runs an op
     splits = data_module.load(cfg.data, cfg.seed)
     the_plan = plan(cfg)

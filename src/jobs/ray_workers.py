@@ -126,8 +126,6 @@ def place(cfg: Config, child_cfg: Config):
 def run_workers(cfg: Config, child_cfg: Config, launch: Dict, port: int, chief_finished: Callable[[], bool]) -> None:
     """Connect to Ray, run the workers, and return when they have all finished (or the chief
     has, and the rest never got a trial); WorkerFailed as soon as one fails for good."""
-    from src.jobs.workers import WorkerFailed
-
     try:
         ray.init(address=cfg.tuner.ray_address, include_dashboard=False if cfg.tuner.ray_address == "local" else None)
     except (ConnectionError, RuntimeError, ValueError) as err:  # not an OSError of the tracking store's
@@ -150,7 +148,7 @@ def run_workers(cfg: Config, child_cfg: Config, launch: Dict, port: int, chief_f
                               ).remote(launch, tuner_id, host, port, start_line)] = tuner_id
         log.info("oracle on %s:%s; workers %s on Ray (%s), %d CPU(s) and %d GPU(s) each",
                  host, port, ", ".join(launch["workers"]), ray.get_runtime_context().gcs_address, cpus, gpus)
-        wait(refs, chief_finished, WorkerFailed)
+        wait(refs, chief_finished, roles.WorkerFailed)
     finally:
         stop(list(refs))
         if group is not None:

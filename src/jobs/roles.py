@@ -49,6 +49,12 @@ def with_absolute_paths(cfg: Config, directory: Path) -> Config:
                                tuner=dataclasses.replace(cfg.tuner, directory=str(directory.parent)))
 
 
+class WorkerFailed(ProjectError):
+    """The chief or a worker of a parallel study exited with an error. Here, beside the
+    decisions, so that both launchers (workers.py, ray_workers.py) raise it without
+    importing each other."""
+
+
 class RayUnavailable(ProjectError):
     """The Ray cluster at tuner.ray_address cannot be joined."""
 

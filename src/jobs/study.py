@@ -32,14 +32,9 @@ from src.jobs.state import save_state_config, state_dir
 from src.jobs.tuner import CifarHyperModel, make_tuner
 from src.tracking import logged, store
 from src.tracking.runs import run_tags, tracked_run
+from src.tracking.store import find_study_run
 
 log = logging.getLogger(__name__)
-
-
-def find_study_run(client: MlflowClient, experiment_id: str, project: str) -> Optional[str]:
-    runs = client.search_runs([experiment_id], f"tags.study = '{project}' and tags.study_role = 'parent'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0].info.run_id if runs else None
 
 
 def whole_training_set(splits: data_module.Splits) -> data_module.Splits:

@@ -34,7 +34,7 @@ from src.jobs import tuner as tuner_module
 from src.jobs.state import state_dir
 from src.tracking import reconcile
 from src.tracking.runs import flatten
-from src.tracking.store import child_runs
+from src.tracking.store import child_runs, find_study_run
 from src.tracking.store import client as store_client
 
 STOP_SECONDS = 30  # a child gets this long to end its trial run after SIGTERM, then SIGKILL
@@ -211,8 +211,6 @@ def run_worker(cfg: Config, job, config_yaml: str, overrides: Optional[list] = N
     """`tuner.role=worker`: trials of the study whose chief is at tuner.chief_address,
     each a child of the study's MLflow run (found by its tags once the chief answers)."""
     import mlflow
-
-    from src.jobs.study import find_study_run
 
     cfg = roles.worker_config(cfg, overrides)
     host, port = parse_address(cfg.tuner.chief_address)

@@ -44,22 +44,18 @@ from typing import Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from src.config import Config, ProjectError
+from src.config import Config
 from src.config.cluster import TunerLauncher, TunerRole
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
 from src.jobs import roles, state
 from src.jobs import tuner as tuner_module
-from src.jobs.roles import CHIEF, Exit, worker_config, worker_ids
+from src.jobs.roles import CHIEF, Exit, WorkerFailed, worker_config, worker_ids
 from src.jobs.worker_process import RECORD_MARK, STOP_SECONDS
 
 POLL_SECONDS = 0.5
 CHIEF_DONE_GRACE = 15  # workers still starting when the oracle has finished have nothing to do
 log = logging.getLogger("src.jobs.study")
-
-
-class WorkerFailed(ProjectError):
-    """The chief or a worker of a parallel study exited with an error."""
 
 
 class Child:

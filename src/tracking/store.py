@@ -1,6 +1,6 @@
-"""The tracking store: where it is, whether it answers, experiments, and the one
-query for a run's children. (The two MLflow 3.17 SQL-store races it works around
-are in races.py.)
+"""The tracking store: where it is, whether it answers, experiments, and the two
+queries for runs: a study's parent run, and a run's children. (The two MLflow
+3.17 SQL-store races it works around are in races.py.)
 
 The embedded store is where MLflow looks by default: the SQLite database
 `mlflow.db` at the project root, with artifacts under `mlruns/` (MLflow 3.13+
@@ -247,6 +247,14 @@ def _experiment_artifacts(uri: str, name: str) -> Optional[str]:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return f"{root}/{safe}"
+
+
+def find_study_run(client, experiment_id: str, project: str) -> Optional[str]:
+    """The newest parent run of study `project` (tags study, study_role=parent): the run a
+    resumed study reopens and a worker joins. Here, not in jobs, so both can ask."""
+    runs = client.search_runs([experiment_id], f"tags.study = '{project}' and tags.study_role = 'parent'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 def child_runs(client, experiment_id: str, parent_run_id: str, status: Optional[str] = None,
