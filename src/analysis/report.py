@@ -4,7 +4,7 @@
     python -m src.report tune_hyperband          # a study (tag `study`) or its experiment
     python -m src.report 2026-11-24/10-00-00     # a sweep (tag `sweep`), or a parent run id
     python -m src.report --experiment seeds --tracking-uri sqlite:///mlflow.db --out experiments/seeds
-    python -m src.report --compare "tags.study = 'card_study' and tags.confirm_candidate = 'trial 0012'" \
+    python -m src.report --compare "tags.study = 'card_study' and tags.confirm_candidate = 'trial 0026'" \
                                    "tags.study = 'card_study' and tags.confirm_candidate = 'baseline'"
 
 The store is found as MLflow finds it (MLFLOW_TRACKING_URI, else the
@@ -223,7 +223,8 @@ def comparison_section(client, selection: Selection, frame: pd.DataFrame, board:
             f"| difference | | **{diff.estimate:+.4f} ± {diff.half_width:.4f}** (95 %; {diff.method}) |", ""]
 
 
-def main(argv: Optional[list] = None) -> None:
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """The command line, checked; nothing read or written (tests/test_docs.py parses the docs' commands)."""
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
     parser.add_argument("selector", nargs="?", help="a study, a sweep, a parent run id or an experiment name "
                         "(the first that matches)")
@@ -257,6 +258,12 @@ def main(argv: Optional[list] = None) -> None:
                      "--compare")
     if not chosen and not args.selector and not args.reconcile and not args.compare:
         parser.error("nothing to report: give a selector, --compare A B (or --reconcile)")
+    return args
+
+
+def main(argv: Optional[list] = None) -> None:
+    args = parse_args(argv)
+    chosen = [(kind, getattr(args, kind)) for kind in SELECTOR_KINDS if getattr(args, kind)]
     if not logging.getLogger().handlers:  # run as a command: say what it does on the console
         logging.basicConfig(level=logging.INFO, format="%(message)s")
 
