@@ -29,10 +29,29 @@ class Confirmed:
     winner: str
     comparison: pairing.Comparison  # winner minus baseline, test accuracy
 
+    @property
+    def baseline_best(self) -> bool:
+        """The baseline configuration's mean validation accuracy is at least the best
+        candidate's: nothing the search found beat it where the study may look."""
+        means = self.table.groupby("candidate")["val_accuracy"].mean()
+        return bool(means[BASELINE] >= means[self.winner])
+
+    @property
+    def answer(self) -> str:
+        """The confirmed configuration: the best candidate, or the baseline when none beat it."""
+        return BASELINE if self.baseline_best else self.winner
+
     def summary(self) -> str:
         """The answer in two sentences (the study run's description starts with it)."""
         means = self.table.groupby("candidate")[["val_accuracy", "test_accuracy"]].mean()
         seeds = int((self.table["candidate"] == self.winner).sum())
+        if self.baseline_best:
+            return (f"No searched configuration beat the baseline on validation: the baseline configuration's "
+                    f"mean validation accuracy {means.loc[BASELINE, 'val_accuracy']:.4f} over "
+                    f"{int((self.table['candidate'] == BASELINE).sum())} seeds is at or above the best "
+                    f"candidate's ({self.winner}, {means.loc[self.winner, 'val_accuracy']:.4f} over {seeds} seeds). "
+                    f"On the test set, {self.winner} {means.loc[self.winner, 'test_accuracy']:.4f} against the "
+                    f"baseline's {means.loc[BASELINE, 'test_accuracy']:.4f}: " + self.comparison.sentence())
         return (f"Confirmed winner: {self.winner} (mean validation accuracy "
                 f"{means.loc[self.winner, 'val_accuracy']:.4f} over {seeds} seeds; test "
                 f"{means.loc[self.winner, 'test_accuracy']:.4f} against the baseline's "
@@ -86,7 +105,7 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
         for row in rows.itertuples():
             per_seed.append(f"| {candidate} | {row.seed} | {row.val_accuracy:.4f} | {row.test_accuracy:.4f} "
                             f"| `{row.run_id}` |")
-        name = f"**{candidate}** (winner)" if candidate == confirmed.winner else candidate
+        name = f"**{candidate}** (confirmed)" if candidate == confirmed.answer else candidate
         means.append(f"| {name} | {hyperparameters.get(candidate, '')} | {len(rows)} | "
                      f"{stats.mean_std(rows['val_accuracy'])} | {stats.mean_std(rows['test_accuracy'])} |")
     return ["## Confirmation: the winner against the baseline", "", f"**Answer:** {confirmed.summary()}", "",

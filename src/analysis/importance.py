@@ -11,15 +11,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
 import optuna
 import pandas as pd
 from scipy import stats as scipy_stats
 
-IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "distinct_values", "trials"]
+IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "importance_low", "importance_high", "p_value",
+                      "distinct_values", "trials"]
+# The noise floor of an importance: how often the objective, shuffled across the trials (no
+# hyperparameter can matter then), gives that hyperparameter as large an importance; and how far
+# the importance moves when the trials are resampled. Fixed seeds: a report reads the same twice.
+# REPORT_RESAMPLES lowers both for a quick look (the test suite's reports use 20); a report
+# states the counts it used.
+PERMUTATIONS = BOOTSTRAPS = int(os.environ.get("REPORT_RESAMPLES", "200"))
+SIGNIFICANCE = 0.05
+# Each shuffled or resampled importance is scored by the same evaluator as the reported one
+# (optuna's fANOVA, 64 trees, fixed seed), so the p-value compares like with like: ~0.14 s a fit
+# on a Zen 3, so 400 fits take about a minute per budget.
+FANOVA_TREES = 64
 
 
 def trial_counts(frame: pd.DataFrame, objective: str, budget: Optional[str]) -> Dict[Hashable, int]:
@@ -31,7 +44,8 @@ def trial_counts(frame: pd.DataFrame, objective: str, budget: Optional[str]) -> 
 
 
 def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, budget: Optional[str],
-                       min_trials: int = 6) -> Dict[Hashable, pd.DataFrame]:
+                       min_trials: int = 6, permutations: int = PERMUTATIONS,
+                       bootstraps: int = BOOTSTRAPS, trees: int = FANOVA_TREES) -> Dict[Hashable, pd.DataFrame]:
     """fANOVA importances of `params` for `objective`, one table per budget.
 
     Hyperband trains most trials for a few epochs and a few for many, and what
@@ -42,8 +56,9 @@ def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, b
     never ranked, even if listed in `params`; without a budget (`budget=None`)
     all trials form one table under the key None.
 
-    Returns {budget value: DataFrame[hyperparameter, importance,
-    distinct_values, trials]}, most important first, importances summing to 1.
+    Returns {budget value: DataFrame[hyperparameter, importance, importance_low,
+    importance_high, p_value, distinct_values, trials]}, most important first,
+    importances summing to 1; `noise_floor` adds the interval and p-value.
     A budget with fewer than `min_trials` trials is left out (see
     `trial_counts`); a hyperparameter with one value at a budget has nothing
     to explain there, so its importance is NaN and it is listed last; a budget
@@ -63,9 +78,14 @@ def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, b
         complete = rows.dropna(subset=varying)
         target = complete[objective].to_numpy(dtype=float)
         importance = dict.fromkeys(ranked, math.nan)
+        noise = {p: (math.nan, math.nan, math.nan) for p in ranked}
         if varying and len(complete) >= 2 and np.ptp(target) > 0:
-            importance.update(_fanova(complete, varying, target))
+            importance.update(_fanova(complete, varying, target, trees))
+            noise.update(noise_floor(complete, varying, target, permutations, bootstraps, trees=trees))
         table = pd.DataFrame({"hyperparameter": ranked, "importance": [importance[p] for p in ranked],
+                              "importance_low": [noise[p][0] for p in ranked],
+                              "importance_high": [noise[p][1] for p in ranked],
+                              "p_value": [noise[p][2] for p in ranked],
                               "distinct_values": [distinct[p] for p in ranked], "trials": len(rows)})
         result[value] = (table.sort_values(["importance", "hyperparameter"], ascending=[False, True],
                                            na_position="last").reset_index(drop=True))
@@ -83,7 +103,38 @@ def headline_budget(result: Dict[Hashable, pd.DataFrame], counts: Dict[Hashable,
     return max(usable) if None not in usable else None
 
 
-def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray) -> Dict[str, float]:
+def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permutations: int = PERMUTATIONS,
+                bootstraps: int = BOOTSTRAPS, seed: int = 0,
+                trees: int = FANOVA_TREES) -> Dict[str, Tuple[float, float, float]]:
+    """{hyperparameter: (bootstrap 2.5 %, 97.5 %, permutation p-value)} of its fANOVA importance.
+
+    p-value: the objective shuffled across the trials `permutations` times (any effect destroyed,
+    the trials' hyperparameters kept), (1 + shuffles with an importance >= the observed) /
+    (1 + shuffles); a one-sided test of "this hyperparameter explains more than chance would".
+    Interval: trials resampled with replacement `bootstraps` times, percentiles of the importance
+    (a resample where the objective or the hyperparameter does not vary counts as 0).
+    """
+    rng = np.random.default_rng(seed)
+    observed = _fanova(rows, params, target, trees)
+    exceed = dict.fromkeys(params, 0)
+    for _ in range(permutations):
+        null = _fanova(rows, params, rng.permutation(target), trees)
+        for p in params:
+            exceed[p] += null[p] >= observed[p] - 1e-12
+    resampled = {p: [] for p in params}
+    for _ in range(bootstraps):
+        pick = rng.integers(0, len(rows), len(rows))
+        sample, values = rows.iloc[pick], target[pick]
+        varying = [p for p in params if sample[p].map(hashable).nunique() > 1]
+        scores = _fanova(sample, varying, values, trees) if varying and np.ptp(values) > 0 else {}
+        for p in params:
+            resampled[p].append(scores.get(p, 0.0))
+    return {p: (float(np.percentile(resampled[p], 2.5)) if bootstraps else math.nan,
+                float(np.percentile(resampled[p], 97.5)) if bootstraps else math.nan,
+                (1 + exceed[p]) / (1 + permutations) if permutations else math.nan) for p in params}
+
+
+def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray, trees: int = FANOVA_TREES) -> Dict[str, float]:
     distributions = {p: _distribution(rows[p]) for p in params}
     # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
     with _quiet_optuna():
@@ -93,7 +144,7 @@ def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray) -> Dict[s
             study.add_trial(optuna.trial.create_trial(params=params_here, distributions=distributions,
                                                       value=float(value)))
         return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=params)
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees), params=params)
 
 
 def _distribution(values: pd.Series) -> optuna.distributions.BaseDistribution:
@@ -141,9 +192,23 @@ def _quiet_optuna():
         optuna.logging.set_verbosity(previous)
 
 
+def seed_variance(groups: Mapping[Any, Any]) -> Tuple[float, int]:
+    """The objective's seed-to-seed variance, pooled over configurations each trained with
+    several seeds (a study's confirmation runs): (variance, degrees of freedom); (nan, 0) if
+    no configuration has two seeds."""
+    squares, df = 0.0, 0
+    for values in groups.values():
+        values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+        if len(values) > 1:
+            squares += float(((values - values.mean()) ** 2).sum())
+            df += len(values) - 1
+    return (squares / df, df) if df else (math.nan, 0)
+
+
 def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: int = 4,
-                     confidence: float = 0.95) -> pd.DataFrame:
-    """Mean `objective` per value of `param`, averaged over everything else.
+                     confidence: float = 0.95, seed_var: float = math.nan, seed_df: int = 0) -> pd.DataFrame:
+    """Mean `objective` per value of `param`, averaged over everything else, with an interval
+    that cannot be narrower than seed-to-seed noise, and a test across the values.
 
     Numbers with more than `max_bins` distinct values (continuous ranges) are
     grouped into at most `max_bins` quantile bins (`pd.qcut`), so each group
@@ -151,10 +216,13 @@ def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: 
     Filter to one budget first: means over mixed budgets mostly measure the
     budget.
 
-    Returns DataFrame[value, count, mean, std, low, high]: low/high is a
-    t-interval (`scipy.stats.t.interval` with the standard error of the mean)
-    at `confidence`; NaN with a single trial, and the mean itself when all of
-    a group's trials agree.
+    Each trial is one seed of one configuration, so a value tried once (or by trials that
+    happen to agree) says nothing about its noise. The residual variance is the larger of the
+    pooled within-value variance (one-way ANOVA's) and `seed_var`, the study's own
+    seed-to-seed variance (`seed_variance` of its confirmation runs), with the degrees of
+    freedom of whichever is used. Returns DataFrame[value, count, mean, low, high] with
+    low/high a t-interval of each mean at `confidence` (NaN when there is no variance to
+    use); `attrs` hold the F-test across values: `f_statistic`, `p_value`, `variance_source`.
     """
     data = frame.dropna(subset=[objective])
     values = data[param].map(hashable)
@@ -165,19 +233,35 @@ def marginal_effects(frame: pd.DataFrame, param: str, objective: str, max_bins: 
         keys = numeric
     else:
         keys = values.astype(str)
+    groups = [(key, group.to_numpy()) for key, group in data[objective].astype(float).groupby(keys, sort=True,
+                                                                                                observed=True)]
+    total = sum(len(g) for _, g in groups)
+    within_df = total - len(groups)
+    within = (sum(float(((g - g.mean()) ** 2).sum()) for _, g in groups) / within_df) if within_df > 0 else math.nan
+    candidates = [(v, df, source) for v, df, source in ((within, within_df, "within values"),
+                                                        (seed_var, seed_df, "seed-to-seed"))
+                  if df > 0 and math.isfinite(v)]
+    variance, df, source = max(candidates, key=lambda c: c[0]) if candidates else (math.nan, 0, "none")
     rows = []
-    for key, group in data[objective].astype(float).groupby(keys, sort=True, observed=True):
+    for key, group in groups:
         count, mean = len(group), float(group.mean())
-        std = float(group.std(ddof=1)) if count > 1 else math.nan
-        if count < 2:
-            low = high = math.nan
-        elif std == 0:
-            # scipy returns NaN for a zero scale; identical results pin the mean down.
-            low = high = mean
+        if df and variance > 0:
+            half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(variance / count)
+            low, high = mean - half, mean + half
+        elif df:
+            low = high = mean  # every trial alike and no seed noise known: nothing to widen by
         else:
-            low, high = scipy_stats.t.interval(confidence, count - 1, loc=mean, scale=scipy_stats.sem(group))
-        rows.append({"value": key, "count": count, "mean": mean, "std": std, "low": float(low), "high": float(high)})
-    return pd.DataFrame(rows, columns=["value", "count", "mean", "std", "low", "high"])
+            low = high = math.nan
+        rows.append({"value": key, "count": count, "mean": mean, "low": low, "high": high})
+    table = pd.DataFrame(rows, columns=["value", "count", "mean", "low", "high"])
+    f_statistic = p_value = math.nan
+    if len(groups) > 1 and df and variance > 0:
+        grand = float(np.concatenate([g for _, g in groups]).mean())
+        between = sum(len(g) * (float(g.mean()) - grand) ** 2 for _, g in groups) / (len(groups) - 1)
+        f_statistic = between / variance
+        p_value = float(scipy_stats.f.sf(f_statistic, len(groups) - 1, df))
+    table.attrs.update(f_statistic=f_statistic, p_value=p_value, variance_source=source, df=df)
+    return table
 
 
 # The smallest value the config allows for a key (src/config/schema.py): a best value there is

@@ -153,6 +153,7 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
     answer = None
     if selection.kind == "study" and selection.evaluated:
         lines += study_report.settings_lines(selection.evaluated[0], frame)
+        lines += study_report.history_lines(client, selection.evaluated[0])
         answer = study_report.study_answer(client, selection.evaluated[0], out_dir)
         lines += answer.confirmation
     lines += ["## Leaderboard", "", "Mean and standard deviation over the runs of each configuration "

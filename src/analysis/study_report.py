@@ -122,6 +122,40 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             ""]
 
 
+def history_lines(client, parent) -> List[str]:
+    """When and where each stage ran, from its runs: a study resumed across sessions (or
+    machines) shows each commit and host it ran at, so a resume that mixed code changes into
+    the study is on record."""
+    rows = []
+    for role, stage in (("trial", "search"), ("confirm", "confirmation")):
+        runs = child_runs(client, parent.info.experiment_id, parent.info.run_id, role=role)
+        if not runs:
+            continue
+        starts = [r.info.start_time for r in runs if r.info.start_time]
+        ends = [r.info.end_time for r in runs if r.info.end_time]
+        busy = sum((r.info.end_time - r.info.start_time) for r in runs if r.info.end_time and r.info.start_time)
+        commits = sorted({r.data.tags.get("git_commit", "?")[:7] + (" (uncommitted changes)" if
+                          r.data.tags.get("git_dirty") == "true" else "") for r in runs})
+        hosts = sorted({r.data.tags.get("host", "?") for r in runs})
+        span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
+        rows.append({"stage": stage, "runs": len(runs), "first start": _when(min(starts)) if starts else "",
+                     "last end": _when(max(ends)) if ends else "", "span (h)": f"{span:.2f}",
+                     "training runs' time (h)": f"{busy / 3.6e6:.2f}", "commits": ", ".join(commits),
+                     "hosts": ", ".join(hosts)})
+    if not rows:
+        return []
+    return ["### Stages, commits and hosts", "",
+            "Read from the study's runs (a run's `git_commit` and `host` tags). The span includes the time a "
+            "study was stopped between sessions; the runs' time does not.", "",
+            compare.markdown_table(pd.DataFrame(rows)), ""]
+
+
+def _when(milliseconds: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(milliseconds / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _number(text: str) -> str:
     """'0.30000000000000004' -> '0.3' (keras-tuner's float steps)."""
     try:
@@ -147,16 +181,80 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
         answer = (f"Search winner: {search_winner(trials, parent)}, "
                   + (f"test accuracy {test:.4f}" if test is not None else "no test evaluation yet")
                   + " (not confirmed over seeds).")
-    importance_lines, headline = _importance(trials, out_dir)
+    importance_lines, headline = _importance(trials, out_dir, confirmed)
     winner = confirmed.winner if confirmed is not None else search_winner(trials, parent)
     edge_lines, flags = _edges(trials, winner, parent.data.params)
     figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
                                                None if confirmed is None else confirmed.table, out_dir)
+    epoch_lines, still_rising = ([], []) if confirmed is None else epochs_lines(client, confirmed)
+    next_line = next_step(confirmed, flags, still_rising)
     values = f" Its hyperparameters: {described[winner]}." if described.get(winner) else ""
     note = "\n\n".join([f"**Study `{parent.data.tags.get('study', parent.info.run_name)}`.** {answer}{values}",
-                         headline, *flags, f"Full report: artifacts `{REPORT_ARTIFACTS}/REPORT.md`."])
-    return StudyAnswer(confirmation_lines, [*importance_lines, *edge_lines, *figure_lines], note,
-                       confirmed is not None, flags)
+                         headline, *flags, f"What to try next: {next_line}",
+                         f"Full report: artifacts `{REPORT_ARTIFACTS}/REPORT.md`."])
+    return StudyAnswer([*confirmation_lines, *epoch_lines], [*importance_lines, *edge_lines,
+                       "## What to try next", "", next_line, "", *figure_lines], note, confirmed is not None, flags)
+
+
+EPOCH_MARKS = (5, 10, 15, 20)
+
+
+def epochs_lines(client, confirmed) -> Tuple[List[str], List[str]]:
+    """How accuracy grows with epochs, from the confirmation runs' validation curves: each
+    candidate's mean over seeds at 5, 10, 15 and 20 epochs with a t-interval, and where its mean
+    curve peaks. Returns (lines, candidates still rising at their last epoch)."""
+    from scipy import stats as scipy_stats
+
+    rows, rising = [], []
+    for candidate, group in confirmed.table.groupby("candidate", sort=False):
+        curves = [dict(compare.metric_histories(client, [("run", run_id)])["run"]) for run_id in group["run_id"]]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        last = min(max(c) for c in curves)
+        steps = [e for e in EPOCH_MARKS if e <= last] + ([last] if last not in EPOCH_MARKS else [])
+        row = {"candidate": candidate, "seeds": len(curves)}
+        for epoch in steps:
+            values = np.array([c[epoch] for c in curves if epoch in c])
+            if len(values) > 1 and values.std() > 0:
+                low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
+                                                   scale=scipy_stats.sem(values))
+                row[f"epoch {epoch}"] = f"{values.mean():.4f} ({low:.4f}-{high:.4f})"
+            else:
+                row[f"epoch {epoch}"] = f"{values.mean():.4f}"
+        mean_curve = {e: float(np.mean([c[e] for c in curves if e in c])) for e in range(1, last + 1)
+                      if any(e in c for c in curves)}
+        peak = max(mean_curve, key=mean_curve.get)
+        best_epochs = [max(c, key=c.get) for c in curves]
+        row["mean curve peaks at"] = f"epoch {peak} ({mean_curve[peak]:.4f})"
+        row["each seed's best epoch"] = ", ".join(str(e) for e in best_epochs)
+        if peak == last:
+            rising.append(candidate)
+        rows.append(row)
+    if not rows:
+        return [], []
+    lines = ["### Epochs: accuracy against training length", "",
+             "Validation accuracy of each confirmed configuration, mean over its seeds (95 % t-interval), at "
+             "5, 10, 15 and 20 epochs of its confirmation runs, and the epoch where its mean curve peaks. "
+             "A peak at the last epoch means more epochs may still help.", "",
+             compare.markdown_table(pd.DataFrame(rows).fillna("")), ""]
+    return lines, rising
+
+
+def next_step(confirmed, flags: List[str], still_rising: List[str]) -> str:
+    """One actionable sentence: an edge worth widening, more epochs, or that nothing here beats
+    the baseline."""
+    advice = []
+    if flags:
+        advice.append("widen the space where the winner sits at its edge (" + "; ".join(
+            f.split(":")[0] for f in flags) + ")")
+    if still_rising:
+        advice.append(f"train longer: {', '.join(still_rising)} still improved at the last epoch")
+    if confirmed is not None and confirmed.baseline_best:
+        advice.insert(0, "nothing in this space beats the baseline on validation")
+    return ("; ".join(advice) if advice else
+            "nothing flags a direction: no edge of the space is reached and every confirmed curve peaks before "
+            "its last epoch") + "."
 
 
 def search_winner(trials: StudyTrials, parent) -> str:
@@ -186,25 +284,34 @@ def _show(value) -> str:
 
 def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
                      out_dir: Path) -> Tuple[List[str], str, Optional[Hashable]]:
-    """fANOVA importances per budget (or over all runs without one), `importance.csv`, and a
-    headline from the highest budget with enough trials. Returns (lines, headline, that budget)."""
+    """fANOVA importances per budget (or over all runs without one), each with its noise floor
+    (permutation p-value, bootstrap interval), `importance.csv`, and a headline from the highest
+    budget with enough trials that names only what clears the noise. Returns (lines, headline,
+    that budget)."""
     counts = importance.trial_counts(frame, objective, budget)
     tables = importance.budget_importances(frame, names, objective, budget, MIN_TRIALS)
     top = None if budget is None else importance.headline_budget(tables, counts, MIN_TRIALS)
-    where = f" at {_budget(budget, top)}" if budget is not None else ""
     if not tables:
         headline = (f"Importance: too few trials for an importance table (need {MIN_TRIALS} at a budget; "
                     f"trials per {budget or 'study'}: {_counts(counts)}).")
         return ["## Which hyperparameters matter", "", headline, ""], headline, None
     pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
                                                                       float_format="%.6g")
-    ranked = tables[top].dropna(subset=["importance"])
-    headline = (f"Importance (fANOVA{where}, {counts[top]} trials): "
-                + (", ".join(f"{r.hyperparameter} {r.importance:.2f}" for r in ranked.itertuples())
-                   or f"none: {objective} does not vary") + ".")
+    headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
+    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(f"{r.hyperparameter} (p = {r.p_value:.3f})"
+                                                           for r in _significant(table).itertuples())
+                 for value, table in sorted(tables.items()) if budget is not None and value != top
+                 and len(_significant(table))]
+    if elsewhere:
+        headline += " At other budgets, above the noise: " + "; ".join(elsewhere) + "."
     lines = ["## Which hyperparameters matter", "",
              f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, fixed seed) of `{objective}`: the share "
-             "of its variance each hyperparameter explains. "
+             "of its variance each hyperparameter explains. Each has its noise floor: a permutation p-value (the "
+             f"objective shuffled across the trials {importance.PERMUTATIONS} times, fixed seed: how often "
+             "chance alone gives that hyperparameter as large an importance) and a 95 % bootstrap interval "
+             f"({importance.BOOTSTRAPS} resamples of the trials). Only a hyperparameter with p < "
+             f"{importance.SIGNIFICANCE} is named as mattering; with a handful of trials an importance of 0.5 "
+             "can be pure noise. "
              + (f"Hyperband trains most trials for a few epochs and a few for many, and what matters after a few "
                 f"epochs need not be what matters after many, so each budget ({budget}) is analysed on its own and "
                 f"the {budget} are never ranked as a hyperparameter. " if budget else "")
@@ -217,25 +324,66 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     return lines, headline, top
 
 
-def _importance(trials: StudyTrials, out_dir: Path) -> Tuple[List[str], str]:
+def _significant(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["p_value"] < importance.SIGNIFICANCE]
+
+
+def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], objective: str) -> str:
+    """One sentence: what clears the noise at this budget, or plainly that nothing does."""
+    at = f"at {where}" if where else "over the study"
+    measured = table.dropna(subset=["importance"])
+    if measured.empty:
+        return f"Importance {at}: none, {objective} does not vary over {trials} trials."
+    clear = _significant(measured)
+    if clear.empty:
+        p_values = measured["p_value"].dropna()
+        spread = (f" (permutation p-values {p_values.min():.2f}-{p_values.max():.2f})" if len(p_values) else "")
+        return (f"{at[0].upper()}{at[1:]} no hyperparameter's effect is distinguishable from noise in "
+                f"{trials} trials{spread}.")
+    named = ", ".join(f"{r.hyperparameter} {r.importance:.2f} (95 % {r.importance_low:.2f}-{r.importance_high:.2f}, "
+                      f"p = {r.p_value:.3f})" for r in clear.itertuples())
+    rest = measured[~measured.index.isin(clear.index)]
+    return (f"What matters {at} (fANOVA, {trials} trials, permutation p < {importance.SIGNIFICANCE}): {named}."
+            + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else ""))
+
+
+def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[List[str], str]:
     lines, headline, top = importance_lines(trials.frame, trials.names, trials.objective, trials.budget, out_dir)
     frame = trials.frame
     if trials.budget is not None and len(frame):
         # The top budget: the headline's, else the highest there is (said so).
         top = top if top is not None else frame[trials.budget].max()
         frame = frame[frame[trials.budget] == top]
-    rows = []
+    # Seed-to-seed noise from the study's own replicates: each confirmed configuration's seeds.
+    seed_var, seed_df = (importance.seed_variance(confirmed.table.groupby("candidate")["val_accuracy"]
+                                                  .apply(list).to_dict())
+                         if confirmed is not None else (math.nan, 0))
+    rows, tests = [], []
     for name in trials.names:
-        for effect in importance.marginal_effects(frame, name, trials.objective).itertuples():
+        effects = importance.marginal_effects(frame, name, trials.objective, seed_var=seed_var, seed_df=seed_df)
+        for effect in effects.itertuples():
             interval = "" if math.isnan(effect.low) else f"{effect.low:.4f} to {effect.high:.4f}"
             rows.append({"hyperparameter": name, "value": _show(effect.value), "trials": effect.count,
                          "mean": effect.mean, "95% interval": interval})
+        p_value = effects.attrs.get("p_value", math.nan)
+        tests.append({"hyperparameter": name, "values": len(effects),
+                      "F": effects.attrs.get("f_statistic", math.nan), "p_value": p_value,
+                      "residual variance from": effects.attrs.get("variance_source", "none"),
+                      "verdict": ("differs across values" if p_value < importance.SIGNIFICANCE else
+                                  "inside the noise" if not math.isnan(p_value) else "not testable")})
     if rows:
         where = f" at {_budget(trials.budget, top)}" if trials.budget else ""
+        noise = (f"the study's own seed-to-seed variance (its confirmation runs: SD {math.sqrt(seed_var):.4f} "
+                 f"in validation accuracy, {seed_df} degrees of freedom)" if seed_df else
+                 "no seed-to-seed variance (the study has no confirmation runs over several seeds)")
         lines += [f"### Marginal effects{where}", "",
                   f"Mean `{trials.objective}` per value (continuous ranges in quantile bins) over the other "
-                  "hyperparameters, with a t-interval of the mean (none for a single trial).", "",
-                  compare.markdown_table(pd.DataFrame(rows)), ""]
+                  "hyperparameters. Each trial is one seed of one configuration, so each interval (t, 95 %) uses "
+                  f"the larger of the pooled within-value variance and {noise}; a value tried once still gets an "
+                  "interval. Each hyperparameter's values are tested against each other with a one-way F-test "
+                  "on the same variance.", "",
+                  compare.markdown_table(pd.DataFrame(rows)), "",
+                  compare.markdown_table(pd.DataFrame(tests)), ""]
     return lines, headline
 
 
@@ -261,7 +409,7 @@ def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> T
 
 
 def _budget(budget: str, value) -> str:
-    return f"{value} {budget}"  # "20 epochs"
+    return f"{value} {budget.removesuffix('s') if value == 1 else budget}"  # "20 epochs", "1 epoch"
 
 
 def _counts(counts: Dict[Hashable, int]) -> str:

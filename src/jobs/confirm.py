@@ -178,5 +178,7 @@ def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: d
     difference = comparison.difference
     mlflow.log_metrics({"confirm_difference": difference.estimate, "confirm_difference_low": difference.low,
                         "confirm_difference_high": difference.high})
-    mlflow.set_tags({"confirm_winner": winner, "confirm_significant": str(difference.significant).lower()})
+    # The winner is the baseline when no candidate beat it on validation; the best candidate stays named.
+    mlflow.set_tags({"confirm_winner": result.answer, "confirm_best_candidate": winner,
+                     "confirm_significant": str(difference.significant).lower()})
     return result

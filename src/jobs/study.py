@@ -143,7 +143,14 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
         if cfg.tracking.log_model:
             model_info = logged.log_keras_model(model, splits.x_test)
             if cfg.tracking.register_best_as:
-                logged.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
+                if confirmation is not None and confirmation.baseline_best:
+                    # A configuration that lost to the baseline in its own study is no champion.
+                    why = (f"not registered as {cfg.tracking.register_best_as}@champion: the baseline configuration "
+                           f"beat the best candidate ({confirmation.winner}) on mean validation accuracy")
+                    mlflow.set_tag("registered_model", why)
+                    log.info("%s", why)
+                else:
+                    logged.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
     log_leaderboard(board, cfg, result, run.info.run_id, experiment_id, final, uri)
     publish_report(client, run.info.run_id, project)
     return result.accuracy
