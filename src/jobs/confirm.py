@@ -80,7 +80,7 @@ def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module
         logged.log_model_summary(model)  # its parameter count: the cost axis of the report's Pareto front
         # Score the weights of the best validation epoch, as the search did (keras-tuner's best-epoch
         # checkpoint): the last epoch's weights of a configuration that overfits after its peak measure
-        # something the search never selected (experiments/card_study/NOTES.md).
+        # something the search never selected (experiments/card_study_2026-11-25/NOTES.md).
         best_epoch = keras.callbacks.EarlyStopping(monitor=cfg.tuner.objective, mode=_mode(cfg.tuner.objective),
                                                    patience=trainer.epochs, restore_best_weights=True)
         training = train.fit(model, splits, trainer, callbacks=[logged.epoch_logger(), best_epoch])
