@@ -33,7 +33,7 @@ def validate(cfg: DictConfig) -> Config:
     typed.trainer = machine.resolve(typed.trainer)
     if typed.tuner is not None:
         search_space.check(typed.tuner.search_space, typed,
-                           hyperband=TunerKind(typed.tuner.kind) is TunerKind.hyperband)
+                           hyperband=typed.tuner.kind is TunerKind.hyperband)
     return typed
 
 

@@ -33,7 +33,7 @@ from src.tracking import logged
 from src.tracking.runs import flatten, tracked_run
 from src.tracking.store import child_runs
 
-log = logging.getLogger("src.jobs.study")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ class Candidate:
 def candidates(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict]) -> List[Candidate]:
     """The top-k configurations at the highest budget reached, and the baseline."""
     finished = board[board["status"] == "FINISHED"]
-    hyperband = TunerKind(cfg.tuner.kind) is TunerKind.hyperband
+    hyperband = cfg.tuner.kind is TunerKind.hyperband
     if hyperband and "epochs" in finished:
         finished = finished[finished["epochs"] == finished["epochs"].max()]
     chosen, seen = [], set()

@@ -23,7 +23,7 @@ from src.config import Config, TunerKind, search_space
 from src.config.schema import HyperParameterType
 from src.jobs import roles
 
-log = logging.getLogger("src.jobs.study")
+log = logging.getLogger(__name__)
 PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model
 PROBE_MODELS = 4
 EVAL_SPEEDUP = 3.0  # a forward pass alone, against forward + backward (measured 2.7-3.4x here)
@@ -70,11 +70,11 @@ def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> List[Roun
 
 def plan(cfg: Config) -> Plan:
     tuner = cfg.tuner
-    if TunerKind(tuner.kind) is TunerKind.hyperband:
+    if tuner.kind is TunerKind.hyperband:
         rounds = hyperband_rounds(tuner.max_epochs, tuner.factor, tuner.hyperband_iterations)
         confirm_epochs = tuner.confirm.epochs or tuner.max_epochs
     else:
-        trials = min(tuner.max_trials, _grid_size(cfg)) if TunerKind(tuner.kind) is TunerKind.grid \
+        trials = min(tuner.max_trials, _grid_size(cfg)) if tuner.kind is TunerKind.grid \
             else tuner.max_trials
         epochs = _expected_epochs(cfg)
         rounds = [Round(0, 0, trials, epochs)]
@@ -159,10 +159,10 @@ def estimate_minutes(the_plan: Plan, train_images: int, val_images: int, seconds
 def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
              rates: Optional[List[Tuple[str, float]]] = None) -> str:
     tuner = cfg.tuner
-    lines = [f"plan for study {tuner.project_name}: {TunerKind(tuner.kind).value}, "
+    lines = [f"plan for study {tuner.project_name}: {tuner.kind.value}, "
              f"{tuner.workers} worker(s), trainer batch {cfg.trainer.batch_size}, precision "
              f"{getattr(cfg.trainer.precision, 'value', cfg.trainer.precision)}"]
-    if TunerKind(tuner.kind) is TunerKind.hyperband:
+    if tuner.kind is TunerKind.hyperband:
         lines.append("  bracket round  trials  epochs each")
         lines += [f"  {r.bracket:>7} {r.round:>5} {r.trials:>7} {r.epochs:>12}" for r in the_plan.rounds]
     else:

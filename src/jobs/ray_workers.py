@@ -40,7 +40,7 @@ from src.jobs import roles  # noqa: E402
 POLL_SECONDS = 0.5
 PLACEMENT_SECONDS = 120  # for the cluster to find room for every worker at once
 CHIEF_DONE_GRACE = 15
-log = logging.getLogger("src.jobs.study")
+log = logging.getLogger(__name__)
 
 
 @ray.remote(num_cpus=0)

@@ -55,7 +55,7 @@ from src.jobs.worker_process import RECORD_MARK, STOP_SECONDS
 
 POLL_SECONDS = 0.5
 CHIEF_DONE_GRACE = 15  # workers still starting when the oracle has finished have nothing to do
-log = logging.getLogger("src.jobs.study")
+log = logging.getLogger(__name__)
 
 
 class Child:
