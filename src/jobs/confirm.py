@@ -19,7 +19,6 @@ import multiprocessing
 import os
 from typing import Dict, List, Optional, Tuple
 
-import keras
 import mlflow
 import pandas as pd
 
@@ -27,10 +26,10 @@ from src.analysis import pairing
 from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
-from src.core import evaluate, interrupt, train
-from src.jobs import roles
+from src.core import interrupt
+from src.jobs import roles, training
 from src.tracking import logged
-from src.tracking.runs import flatten, tracked_run
+from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
 
 log = logging.getLogger(__name__)
@@ -75,27 +74,14 @@ def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module
     run_cfg = dataclasses.replace(run_cfg, trainer=trainer, seed=seed, tuner=None)
     tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label}
     with tracked_run(f"confirm {candidate.label} seed {seed}", tags, nested=True, parent_run_id=parent_run_id):
-        mlflow.log_params(flatten(dataclasses.asdict(run_cfg)))
-        model = train.prepare_model(run_cfg.model, trainer, seed=seed)
-        logged.log_model_summary(model)  # its parameter count: the cost axis of the report's Pareto front
         # Score the weights of the best validation epoch, as the search did (keras-tuner's best-epoch
         # checkpoint): the last epoch's weights of a configuration that overfits after its peak measure
         # something the search never selected (experiments/card_study_2026-11-25/NOTES.md).
-        best_epoch = keras.callbacks.EarlyStopping(monitor=cfg.tuner.objective, mode=_mode(cfg.tuner.objective),
-                                                   patience=trainer.epochs, restore_best_weights=True)
-        training = train.fit(model, splits, trainer, callbacks=[logged.epoch_logger(), best_epoch])
         mlflow.log_param("confirm.weights", "best validation epoch")
-        logged.log_training(training, splits.validation)
-        validation = evaluate.evaluate(model, splits.x_val, splits.y_val, splits.class_names)
-        mlflow.log_metric("val_accuracy_scored", validation.accuracy)  # of the weights the test set scores
-        test = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
-        logged.log_evaluation(test, "test")  # with the per-image predictions the comparison pairs
-    log.info("[study] confirm %s seed %d: val %.4f, test %.4f", candidate.label, seed, validation.accuracy,
-             test.accuracy)
-
-
-def _mode(objective: str) -> str:
-    return "min" if objective.endswith("loss") else "max"
+        trained = training.train_evaluate_log(run_cfg, splits, keep_best_epoch=True, objective=cfg.tuner.objective,
+                                              score=("val", "test"))
+    log.info("[study] confirm %s seed %d: val %.4f, test %.4f", candidate.label, seed,
+             trained.scores["val"].accuracy, trained.scores["test"].accuracy)
 
 
 _SPLITS: Optional[data_module.Splits] = None  # a confirmation worker's data, loaded once per process

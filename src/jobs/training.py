@@ -1,16 +1,22 @@
-"""One training run, end to end: data -> model -> train -> evaluate -> track."""
+"""Train -> evaluate -> log, the one recipe of every run kind (baseline, sweep job, trial,
+confirmation run, a study's final model), and one training job end to end."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import Mapping, Optional
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence
+
+import keras
+import mlflow
 
 from src.config import Config
 from src.core import data as data_module
 from src.core import evaluate, train
 from src.jobs.job import OpenedJob
 from src.tracking import logged, store
-from src.tracking.runs import run_tags, tracked_run
+from src.tracking.runs import flatten, run_tags, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +27,64 @@ def describe(cfg: Config) -> str:
     return f"f{filters}_d{cfg.model.dropout:g}_e{cfg.trainer.epochs}_s{cfg.seed}"
 
 
-def train_and_log(cfg: Config, splits: data_module.Splits) -> tuple:
-    """Inside an active run: build, train, evaluate on the test set, log it all."""
-    model = train.prepare_model(cfg.model, cfg.trainer, seed=cfg.seed)
-    logged.log_model_summary(model)
-    training = train.fit(model, splits, cfg.trainer, callbacks=[logged.epoch_logger()])
-    logged.log_training(training, splits.validation)
-    result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
-    logged.log_evaluation(result, "test")
-    if cfg.tracking.log_model:
+@dataclass
+class Trained:
+    model: object
+    training: Optional[train.TrainingResult]  # None for a model scored as it is (a checkpoint)
+    scores: Dict[str, evaluate.Evaluation]  # by split: "val", "test"
+
+
+def train_evaluate_log(cfg: Config, splits: data_module.Splits, *, model=None, initial_epoch: int = 0,
+                       callbacks: Sequence = (), keep_best_epoch: bool = False, objective: str = "val_accuracy",
+                       score: Sequence[str] = ("test",),
+                       validate: bool = True, log_config: bool = True, log_curves: bool = True,
+                       log_model: bool = False) -> Trained:
+    """The one recipe of every run kind, inside its active MLflow run: build (or take) the model,
+    train it, score it on `score`'s splits, log it all. What differs by kind is passed:
+    - the baseline and a sweep's job: score the test set, log the model (config logged by the job);
+    - a trial: keras-tuner's model, epochs and callbacks, `initial_epoch` for a Hyperband round,
+      scored on validation only (the test set never selects);
+    - a confirmation run: `keep_best_epoch`, so the test set scores the weights the search would have
+      picked, then validation and test;
+    - a study's final retrain: the whole training set, no validation, no curves of its own in the
+      study's run (`log_curves=False`), then the test set.
+    """
+    if log_config:
+        mlflow.log_params(flatten(dataclasses.asdict(cfg)))
+    model = model if model is not None else train.prepare_model(cfg.model, cfg.trainer, seed=cfg.seed)
+    if log_curves:
+        logged.log_model_summary(model)  # its parameter count: the cost axis of a study's Pareto front
+        # > 0 where a Hyperband round continued the optimizer of the round before.
+        mlflow.log_param("optimizer.start_step", int(model.optimizer.iterations.numpy()))
+    extra = list(callbacks) + ([logged.epoch_logger()] if log_curves else [])
+    if keep_best_epoch:
+        extra.append(keras.callbacks.EarlyStopping(monitor=objective, mode="min" if objective.endswith("loss")
+                                                   else "max", patience=cfg.trainer.epochs,
+                                                   restore_best_weights=True))
+    training = train.fit(model, splits, cfg.trainer, callbacks=extra, initial_epoch=initial_epoch,
+                         validate=validate)
+    if log_curves:
+        logged.log_training(training, splits.validation)
+    scores = score_and_log(model, splits, score)
+    if log_model:
         logged.log_keras_model(model, splits.x_test)
-    return model, training, result
+    return Trained(model, training, scores)
+
+
+def score_and_log(model, splits: data_module.Splits, score: Sequence[str]) -> Dict[str, evaluate.Evaluation]:
+    """Evaluate on each split named and log it: the test set with its metrics and per-image
+    predictions, validation as the report and confusion matrix the leaderboard links to, with
+    `val_accuracy_scored` (of the weights that were scored)."""
+    scores = {}
+    for split in score:
+        x, y = (splits.x_test, splits.y_test) if split == "test" else (splits.x_val, splits.y_val)
+        scores[split] = evaluate.evaluate(model, x, y, splits.class_names)
+        if split == "test":
+            logged.log_evaluation(scores[split], "test")
+        else:
+            logged.log_evaluation(scores[split], "val", metrics=False)
+            mlflow.log_metric("val_accuracy_scored", scores[split].accuracy)
+    return scores
 
 
 def run_training(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional[list] = None,
@@ -44,7 +97,8 @@ def run_training(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optio
     with tracked_run(cfg.tracking.run_name or describe(cfg), all_tags, experiment_id=experiment_id,
                      parent_run_id=parent_run_id) as run:
         logged.log_run_inputs(cfg, splits, config_yaml, overrides)
-        _, training, result = train_and_log(cfg, splits)
+        trained = train_evaluate_log(cfg, splits, log_config=False, log_model=cfg.tracking.log_model)
+        training, result = trained.training, trained.scores["test"]
         mlflow_seconds = logged.log_mlflow_share(training.seconds)
     log_summary(cfg, uri, experiment_id, run.info.run_id, result, training, mlflow_seconds,
                 time.perf_counter() - started)
