@@ -116,39 +116,15 @@ def paired_difference(correct_a: List[np.ndarray], correct_b: List[np.ndarray], 
                       n_resamples: int = 2000, seed: int = 0) -> PairedDifference:
     """Accuracy of A minus accuracy of B over N paired seeds on one shared test set.
 
-    `correct_a[i]` and `correct_b[i]` are per-image correctness (booleans, same
-    images in the same order) of the models trained with seed i. Let
-    D_ij = a_ij - b_ij. The estimate is mean_ij D_ij = mean over seeds of
-    (acc_a_i - acc_b_i).
-
-    The estimate varies for two independent reasons: which training runs the
-    seeds happened to give (seed variation) and which images happen to be in
-    the test set (test-set sampling). The interval adds the two:
-
-    * test set: `scipy.stats.bootstrap` (percentile) resamples images, with
-      the statistic the mean of d_j = mean_i D_ij. Resampling an image takes
-      A's and B's answers for it in every seed together, so the correlation
-      between the models (and between seeds) on the same hard or easy image is
-      kept; it is a paired bootstrap. Percentile rather than BCa because BCa's
-      jackknife costs one pass per test image, and the mean of thousands of
-      bounded values is close to normal anyway.
-    * seeds (N >= 2): a t half-width, t_{N-1} x sem(acc_a_i - acc_b_i). With
-      a handful of seeds a bootstrap over seeds would be too narrow (3 seeds
-      give only 10 distinct resamples, and no t correction), hence t.
-
-    The sources are independent, so variances add: each side of the interval
-    is est -/+ sqrt(image_side^2 + seed_half_width^2), i.e. var_images +
-    var_seeds / N. The spread over seeds also holds a little test-set noise
-    (seed x image interaction / n_images), counted twice, which errs on the
-    wide side. With one seed only the test-set part can be estimated; the
-    interval then says nothing about retraining.
-
-    McNemar's exact test (`scipy.stats.binomtest` on the discordant images) is
-    reported per seed. The seeds' p-values are not combined: all seeds share
-    the same test images, so their tests are dependent and Stouffer's or
-    Fisher's combination (which assumes independence) would overstate the
-    evidence; the interval is the combined answer.
+    `correct_a[i]` and `correct_b[i]` are per-image correctness (same images, same order) of
+    the models trained with seed i. The interval adds the two independent sources of
+    variation: which images are in the test set (a paired percentile bootstrap over images,
+    `scipy.stats.bootstrap`, keeping A's and B's answers on an image together) and which runs
+    the seeds gave (a t half-width over the seeds' differences: a bootstrap over 3 seeds has
+    10 distinct resamples). McNemar's exact test is reported per seed, never combined: the
+    seeds share their test images. Why each choice: docs/reports.md, "The paired interval".
     """
+
     if len(correct_a) != len(correct_b) or not correct_a:
         raise ValueError(f"need the same number (>= 1) of seeds for A and B, got {len(correct_a)} and {len(correct_b)}")
     a = np.stack([np.asarray(x, dtype=bool) for x in correct_a])

@@ -1,38 +1,11 @@
 """How much memory a configuration needs to train, estimated before anything is built.
 
-A run too big for the machine would otherwise grow until the kernel's OOM
-killer ends it with SIGKILL mid-epoch; `check_fits` refuses it first, in one
-line naming the keys to change. The estimate is analytic (no TensorFlow), like
-the FLOP count in src/benchmarks/training.py:
-
-  parameters x 4 float32 copies (weights, gradients, Adam's two moments)
-+ activations kept for backprop per image (the input, each conv, pool and
-  dense output, each dropout output) x 3 (the kept value, its gradient, and
-  oneDNN's layout copies) x batch size, 4 bytes each (2 under
-  trainer.precision=mixed_bfloat16)
-+ TensorFlow's copies of the arrays given to `fit` (training and validation
-  images with one-hot labels): Keras wraps them whole in a tf.data constant,
-  and the peak RSS grew by about twice their size (measured below), where a
-  copy of one batch was expected
-+ RUNTIME_BYTES, TensorFlow and Keras themselves.
-
-The dataset arrays themselves are not counted: they are in memory already
-when the check runs.
-
-Checked once against peak RSS (`resource.getrusage` ru_maxrss, less the
-dataset arrays) of a fresh process that imports TensorFlow and fits random
-data for one epoch with the project's `prepare_model` (steps_per_execution
-32, 2 CPU cores, TF 2.21, Keras 3):
-
-  case (batch, images)                 measured peak  estimate        fit's RSS growth  estimate less runtime
-  notebook model (32, 9600: 300 steps)      952 MiB   1274 MiB (1.34x)        231 MiB    250 MiB (1.08x)
-  width=4 (256, 10240: 40 steps)           1472 MiB   1913 MiB (1.30x)        733 MiB    889 MiB (1.21x)
-  width=4 bf16 (256, 5120: 20 steps)       1162 MiB   1484 MiB (1.28x)        423 MiB    460 MiB (1.09x)
-
-(The growth includes ~56 MiB of graph tracing that RUNTIME_BYTES covers.)
-With x2 for activations, as first assumed, the width=4 case came out at
-1.01x: the fit's growth past the data copies was 1.9x the kept forward
-activations, hence x3. bf16 roughly halved that part (about 250 vs 440 MiB).
+A run too big for the machine would otherwise grow until the kernel's OOM killer ends
+it with SIGKILL mid-epoch; `check_fits` refuses it first, in one line naming the keys
+to change. The estimate is analytic (no TensorFlow): parameters x 4 copies (weights,
+gradients, Adam's moments), activations kept for backprop x 3 x batch, TensorFlow's
+copies of the arrays given to `fit`, and the runtime itself. The model behind it and
+its check against measured peak RSS: experiments/perf/memory.md.
 """
 from __future__ import annotations
 
