@@ -81,6 +81,9 @@ def load_model(uri: str, tracking_uri: str):
         raise FileNotFoundError(f"no MLflow store at {store}")
     check_reachable(tracking_uri)  # a server that is down, or refuses this client, in one line
     mlflow.set_tracking_uri(tracking_uri)
+    # MLflow's "Downloading artifacts" progress bars, one per model file, are not the answer
+    # (MLflow reads this as it downloads; set explicitly, it is kept).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return mlflow.pyfunc.load_model(uri)
 
 

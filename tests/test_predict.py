@@ -52,8 +52,9 @@ def write_images(folder):
     return folder
 
 
-def test_by_run_id_each_image_gets_a_class_and_bad_files_fail_alone(trained, tmp_path):
+def test_by_run_id_each_image_gets_a_class_and_bad_files_fail_alone(trained, tmp_path, monkeypatch):
     uri, run_id = trained
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)  # as in a new shell
     folder = write_images(tmp_path / "images")
     missing = tmp_path / "missing.png"
     result = predict(str(folder), str(missing), "--run", run_id, "--tracking-uri", uri)
@@ -65,6 +66,7 @@ def test_by_run_id_each_image_gets_a_class_and_bad_files_fail_alone(trained, tmp
         assert name in CLASS_NAMES and 0.0 <= probability <= 1.0
     assert f"error: cannot read image {folder / 'garbage.png'}" in result.stderr
     assert f"error: cannot read image {missing}" in result.stderr
+    assert "Downloading artifacts" not in result.stdout + result.stderr  # MLflow's progress bars
 
 
 def test_by_registered_model_alias(trained, tmp_path):

@@ -67,7 +67,7 @@ def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, b
     objective = f"best_{cfg.tuner.objective}"
     names = list(cfg.tuner.search_space)
     columns = {name: f"hp.{name}" for name in names}
-    if TunerKind(cfg.tuner.kind) is TunerKind.hyperband:
+    if cfg.tuner.kind is TunerKind.hyperband:
         columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
     trials = store.child_runs(client, experiment_id, parent_id, as_frame=True, role="trial")
     board = compare.leaderboard(compare.runs_frame(trials, columns), objective)
@@ -87,7 +87,9 @@ def search_here(cfg: Config, hypermodel: CifarHyperModel, directory: Path, study
     """The search in this process, trials one after another; returns the tuner."""
     tuner = make_tuner(cfg, hypermodel, directory, study_tags)
     save_state_config(cfg, directory)
-    tuner.search(verbose=1)
+    # verbose=0: without keras-tuner's print()ed banners ("Trial 3 Complete [...]", "Best val_accuracy
+    # So Far"); the study's own line per trial says it. Keras' progress stays trainer.verbose.
+    tuner.search(verbose=0)
     return tuner
 
 
@@ -100,7 +102,7 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
     study_run_id = find_study_run(client, experiment_id, project) if resuming else None
     study_tags = {"study": project, **{k: v for k, v in (tags or {}).items() if k.startswith("sweep")}}
     parent_tags = run_tags({**cfg.tracking.tags, **(tags or {}), **study_tags, "study_role": "parent",
-                               "tuner": TunerKind(cfg.tuner.kind).value}, overrides)
+                               "tuner": cfg.tuner.kind.value}, overrides)
     keras.utils.set_random_seed(cfg.seed)
     train.set_threads(cfg.trainer)
     with tracked_run(cfg.tracking.run_name or f"study {project}", parent_tags, experiment_id=experiment_id,
@@ -111,7 +113,7 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
                             "search_space.json")
         hypermodel = CifarHyperModel(cfg, splits)
         workers = f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else ""
-        log.info("%s: %s search%s, state in %s%s; MLflow run %s", project, TunerKind(cfg.tuner.kind).value,
+        log.info("%s: %s search%s, state in %s%s; MLflow run %s", project, cfg.tuner.kind.value,
                  workers, directory, " (resumed)" if study_run_id else "", run.info.run_id)
         if cluster.distributed(cfg.tuner):  # keras-tuner's chief and workers (src/jobs/workers.py)
             from src.jobs import workers as parallel

@@ -25,7 +25,7 @@ from src.tracking import logged
 from src.tracking.runs import flatten, tracked_run
 from src.tracking.store import child_runs
 
-log = logging.getLogger("src.jobs.study")  # trial lines belong to the study's log
+log = logging.getLogger(__name__)
 
 TUNER_CLASSES = {
     TunerKind.hyperband: keras_tuner.Hyperband,
@@ -69,7 +69,9 @@ class CifarHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
-        """Train inside the trial's MLflow run; Hyperband passes its own epochs."""
+        """Train inside the trial's MLflow run; Hyperband passes its own epochs. What else
+        keras-tuner passes is ignored: search(verbose=0) turns off its banners, not Keras'
+        progress, which is trainer.verbose."""
         cfg = self.trial_config(hp)
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
@@ -169,7 +171,7 @@ class TrackedTrials:
 def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
                parent_run_id: Optional[str] = None):
     """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
-    kind = TunerKind(cfg.tuner.kind)
+    kind = cfg.tuner.kind
     base = TUNER_CLASSES[kind]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base),
                        {"study_tags": tags, "parent_run_id": parent_run_id})

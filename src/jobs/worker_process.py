@@ -40,7 +40,7 @@ from src.tracking.store import client as store_client
 STOP_SECONDS = 30  # a child gets this long to end its trial run after SIGTERM, then SIGKILL
 IDLE_SECONDS = 1.0  # a worker's pause when the oracle has no trial for it yet
 RECORD_MARK = "\x1e"  # starts a line that carries one log record as JSON
-log = logging.getLogger("src.jobs.study")
+log = logging.getLogger(__name__)
 
 
 class RecordLines(logging.Formatter):
@@ -138,7 +138,7 @@ def work(cfg: Config, splits, study_tags: Dict[str, str], parent_run_id: Optiona
                     tuner_id, tuner_id, run_id)
     if wait_for_others is not None:
         wait_for_others()
-    tuner.search(verbose=1)
+    tuner.search(verbose=0)  # as study.search_here
 
 
 # ---- started by the launcher on this machine: python -m src.jobs.worker_process <launch.json> ----
@@ -178,7 +178,7 @@ def child_main(launch_file: str) -> None:
         oracle_chief.time = _PromptChiefPoll
         tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, None), state_dir(cfg),
                                         launch["study_tags"])
-        tuner.search(verbose=1)
+        tuner.search(verbose=0)  # as study.search_here
         return
     import mlflow
 
