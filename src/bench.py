@@ -3,7 +3,7 @@
     training  the notebook's training vs the project's vs the fast setting (default)
     sweep     a multirun through the sequential and the parallel launcher
     tuner     a study with 1 tuner worker and with 2
-    fidelity  the fast study setting against the faithful one: same ranking of configurations?
+    fidelity  the fast study setting against the faithful one over seeds: Spearman and regret
     study     one small Hyperband study, faithful and fast: wall time, trials/hour, ranking
 
 `python -m src.bench <name> --help` lists a benchmark's options.
