@@ -96,7 +96,9 @@ def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, trackin
     names = artifacts(client, parent.info.run_id)
     assert {"leaderboard.json", "leaderboard.csv", "best_hyperparameters.json", "search_space.json",
             "reports/test_classification_report.json", "figures/test_confusion_matrix.png",
-            "figures/objective_vs_hyperparameters.png", "figures/validation_curves.png"} <= names
+            "report/figures/objective_vs_hyperparameters.png", "report/figures/validation_curves.png"} <= names
+    # The study's figures have one home, its report: not drawn a second time beside it.
+    assert "figures/objective_vs_hyperparameters.png" not in names
     local = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "dl")))
     board = pd.read_csv(local / "leaderboard.csv")
     assert len(board) == len(trials)

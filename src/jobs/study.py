@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 from src.analysis import compare, report
 from src.config import Config, FinalFit, TunerKind, cluster
 from src.core import data as data_module
-from src.core import evaluate, interrupt, train
-from src.jobs import confirm
+from src.core import interrupt, train
+from src.jobs import confirm, training
 from src.jobs.job import OpenedJob
 from src.jobs.state import save_state_config, state_dir
 from src.jobs.tuner import CifarHyperModel, make_tuner
@@ -44,118 +44,125 @@ def whole_training_set(splits: data_module.Splits) -> data_module.Splits:
 
 
 def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, best_trial, best_row,
-                splits: data_module.Splits):
-    """The winner, ready for its one test evaluation, and how it was obtained."""
+                splits: data_module.Splits, confirmation):
+    """The winner's one test evaluation, in the study's run, and its model logged: the search's
+    best-epoch checkpoint as it is, or the configuration retrained on the whole training set for
+    its best epoch count. Returns the test evaluation and how the model was obtained."""
     interrupt.failpoint("final_stage")
-    if FinalFit(cfg.tuner.final_fit) is FinalFit.checkpoint:
+    if cfg.tuner.final_fit is FinalFit.checkpoint:
         with warnings.catch_warnings():  # a model to evaluate, never to train: its optimizer's state is moot
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            best = tuner.get_best_models(1)[0]
-        return best, {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
-                      "final.train_images": splits.x_train.shape[0]}
-    best_cfg = hypermodel.trial_config(best_trial.hyperparameters)
-    epochs = int(best_row["best_val_epoch"])
-    model = train.prepare_model(best_cfg.model, best_cfg.trainer, seed=cfg.seed)
-    full = whole_training_set(splits)
-    train.fit(model, full, dataclasses.replace(best_cfg.trainer, epochs=epochs), validate=False)
-    return model, {"final.mode": "retrain", "final.trial_id": best_trial.trial_id, "final.epochs": epochs,
-                   "final.train_images": full.x_train.shape[0]}
+            model = tuner.get_best_models(1)[0]
+        final = {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
+                 "final.train_images": splits.x_train.shape[0]}
+        logged.log_params_once(final)
+        result = training.score_and_log(model, splits, ("test",))["test"]
+    else:
+        best_cfg = hypermodel.trial_config(best_trial.hyperparameters)
+        epochs = int(best_row["best_val_epoch"])
+        best_cfg = dataclasses.replace(best_cfg, seed=cfg.seed,
+                                       trainer=dataclasses.replace(best_cfg.trainer, epochs=epochs))
+        full = whole_training_set(splits)
+        final = {"final.mode": "retrain", "final.trial_id": best_trial.trial_id, "final.epochs": epochs,
+                 "final.train_images": full.x_train.shape[0]}
+        logged.log_params_once(final)
+        # The study's run keeps the search's curves and summaries: the retrain logs none of its own.
+        trained = training.train_evaluate_log(best_cfg, full, validate=False, log_config=False, log_curves=False)
+        model, result = trained.model, trained.scores["test"]
+    if cfg.tracking.log_model:
+        model_info = logged.log_keras_model(model, splits.x_test)
+        if cfg.tracking.register_best_as:
+            register_unless_beaten(model_info.model_uri, cfg.tracking.register_best_as, confirmation)
+    return result, final
 
 
-def log_study_results(client, experiment_id: str, parent_id: str, cfg: Config, best_trial_id: str):
-    """Leaderboard (MLflow table + CSV) and the comparison figures, from the child runs."""
-    objective = f"best_{cfg.tuner.objective}"
-    names = list(cfg.tuner.search_space)
-    columns = {name: f"hp.{name}" for name in names}
+def register_unless_beaten(model_uri: str, name: str, confirmation) -> None:
+    """The registry's champion moves to the study's winner, unless the baseline configuration
+    beat it in the study's own confirmation: the study's run then says why it did not move."""
+    if confirmation is not None and confirmation.baseline_best:
+        why = (f"not registered as {name}@champion: the baseline configuration beat the best candidate "
+               f"({confirmation.winner}) on mean validation accuracy in this study's confirmation")
+        mlflow.set_tag("registered_model", why)
+        log.info("%s", why)
+    else:
+        logged.register_champion(model_uri, name)
+
+
+def leaderboard(client, experiment_id: str, parent_id: str, cfg: Config, tuner):
+    """The trials ranked on validation (an MLflow table and CSV), the best trial, its row and
+    hyperparameters, and the search's counts, logged on the study's run. The figures are the
+    report's (src/analysis/study_figures.py), logged with it under `report/`."""
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    columns = {name: f"hp.{name}" for name in cfg.tuner.search_space}
     if cfg.tuner.kind is TunerKind.hyperband:
         columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
     trials = store.child_runs(client, experiment_id, parent_id, as_frame=True, role="trial")
-    board = compare.leaderboard(compare.runs_frame(trials, columns), objective)
+    board = compare.leaderboard(compare.runs_frame(trials, columns), f"best_{cfg.tuner.objective}")
     logged.replace_table(board, "leaderboard.json")
     mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
-    mlflow.log_figure(compare.plot_objective_vs_params(board, names, objective),
-                      "figures/objective_vs_hyperparameters.png")
-    finished = board[board["status"] == "FINISHED"]
-    best_name = board.loc[board["trial_id"] == best_trial_id, "run_name"]
-    mlflow.log_figure(compare.plot_curves(compare.metric_histories(client, zip(finished["run_name"], finished["run_id"])),
-                                          highlight=best_name.iloc[0] if len(best_name) else ""),
-                      "figures/validation_curves.png")
-    return board
+    best_row = board[board["trial_id"] == best_trial.trial_id].iloc[0]
+    mlflow.log_dict(best_trial.hyperparameters.values, "best_hyperparameters.json")
+    logged.log_params_once({f"best.{k}": v for k, v in best_trial.hyperparameters.values.items()})
+    statuses = board["status"].value_counts()
+    mlflow.log_metrics({f"best_{cfg.tuner.objective}": float(best_row[f"best_{cfg.tuner.objective}"]),
+                        "trials_finished": int(statuses.get("FINISHED", 0)),
+                        "trials_failed": int(statuses.get("FAILED", 0))})
+    return board, best_trial, best_row
 
 
-def search_here(cfg: Config, hypermodel: CifarHyperModel, directory: Path, study_tags: Dict[str, str]):
-    """The search in this process, trials one after another; returns the tuner."""
+def search(cfg: Config, splits: data_module.Splits, directory: Path, study_tags: Dict[str, str], run_id: str,
+           uri: str, experiment_id: str, overrides: Optional[list]):
+    """keras-tuner's search, in this process (trials one after another) or on the study's
+    workers (src/jobs/workers.py). Returns the tuner and its hypermodel."""
+    hypermodel = CifarHyperModel(cfg, splits)
+    if cluster.distributed(cfg.tuner):
+        from src.jobs import workers
+
+        return workers.search(cfg, hypermodel, directory, study_tags, run_id, uri, experiment_id,
+                              overrides), hypermodel
     tuner = make_tuner(cfg, hypermodel, directory, study_tags)
     save_state_config(cfg, directory)
     # verbose=0: without keras-tuner's print()ed banners ("Trial 3 Complete [...]", "Best val_accuracy
     # So Far"); the study's own line per trial says it. Keras' progress stays trainer.verbose.
     tuner.search(verbose=0)
-    return tuner
+    return tuner, hypermodel
 
 
 def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional[list] = None,
               tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None) -> float:
-    directory = state_dir(cfg)
-    splits, uri, experiment_id, resuming = job.splits, job.uri, job.experiment_id, job.resuming
-    client = store.client(uri)
-    project = cfg.tuner.project_name
-    study_run_id = find_study_run(client, experiment_id, project) if resuming else None
+    """A study, as its recipe: open its run -> search -> leaderboard -> confirm -> final model ->
+    report. Each step finds what is already done in MLflow, so a resumed study repeats nothing."""
+    directory, client, project = state_dir(cfg), store.client(job.uri), cfg.tuner.project_name
+    study_run_id = find_study_run(client, job.experiment_id, project) if job.resuming else None
     study_tags = {"study": project, **{k: v for k, v in (tags or {}).items() if k.startswith("sweep")}}
     parent_tags = run_tags({**cfg.tracking.tags, **(tags or {}), **study_tags, "study_role": "parent",
-                               "tuner": cfg.tuner.kind.value}, overrides)
+                            "tuner": cfg.tuner.kind.value}, overrides)
     keras.utils.set_random_seed(cfg.seed)
     train.set_threads(cfg.trainer)
-    with tracked_run(cfg.tracking.run_name or f"study {project}", parent_tags, experiment_id=experiment_id,
+    with tracked_run(cfg.tracking.run_name or f"study {project}", parent_tags, experiment_id=job.experiment_id,
                      parent_run_id=parent_run_id, run_id=study_run_id) as run:
         if study_run_id is None:
-            logged.log_run_inputs(cfg, splits, config_yaml, overrides)
-            mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(cfg.tuner), enum_to_str=True),
-                            "search_space.json")
-        hypermodel = CifarHyperModel(cfg, splits)
-        workers = f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else ""
+            log_study_inputs(cfg, job.splits, config_yaml, overrides)
         log.info("%s: %s search%s, state in %s%s; MLflow run %s", project, cfg.tuner.kind.value,
-                 workers, directory, " (resumed)" if study_run_id else "", run.info.run_id)
-        if cluster.distributed(cfg.tuner):  # keras-tuner's chief and workers (src/jobs/workers.py)
-            from src.jobs import workers as parallel
-
-            tuner = parallel.search(cfg, hypermodel, directory, study_tags, run.info.run_id, uri,
-                                       experiment_id, overrides)
-        else:
-            tuner = search_here(cfg, hypermodel, directory, study_tags)
-
-        best_trial = tuner.oracle.get_best_trials(1)[0]
-        board = log_study_results(client, experiment_id, run.info.run_id, cfg, best_trial.trial_id)
-        best_row = board[board["trial_id"] == best_trial.trial_id].iloc[0]
-        mlflow.log_dict(best_trial.hyperparameters.values, "best_hyperparameters.json")
-        logged.log_params_once({f"best.{k}": v for k, v in best_trial.hyperparameters.values.items()})
-        statuses = board["status"].value_counts()
-        mlflow.log_metrics({f"best_{cfg.tuner.objective}": float(best_row[f"best_{cfg.tuner.objective}"]),
-                            "trials_finished": int(statuses.get("FINISHED", 0)),
-                            "trials_failed": int(statuses.get("FAILED", 0))})
-
+                 f" with {cfg.tuner.workers} workers" if cfg.tuner.workers > 1 else "", directory,
+                 " (resumed)" if study_run_id else "", run.info.run_id)
+        tuner, hypermodel = search(cfg, job.splits, directory, study_tags, run.info.run_id, job.uri,
+                                   job.experiment_id, overrides)
+        board, best_trial, best_row = leaderboard(client, job.experiment_id, run.info.run_id, cfg, tuner)
         trials = {trial_id: trial.hyperparameters.values for trial_id, trial in tuner.oracle.trials.items()}
-        confirmation = confirm.confirm(cfg, board, trials, splits, study_tags, experiment_id)
+        confirmation = confirm.confirm(cfg, board, trials, job.splits, study_tags, job.experiment_id)
         if confirmation is not None:
             mlflow.set_tag("mlflow.note.content", confirmation.summary())
             log.info("%s", confirmation.summary())
-        model, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, splits)
-        logged.log_params_once(final)
-        result = evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names)
-        logged.log_evaluation(result, "test")
-        if cfg.tracking.log_model:
-            model_info = logged.log_keras_model(model, splits.x_test)
-            if cfg.tracking.register_best_as:
-                if confirmation is not None and confirmation.baseline_best:
-                    # A configuration that lost to the baseline in its own study is no champion.
-                    why = (f"not registered as {cfg.tracking.register_best_as}@champion: the baseline configuration "
-                           f"beat the best candidate ({confirmation.winner}) on mean validation accuracy")
-                    mlflow.set_tag("registered_model", why)
-                    log.info("%s", why)
-                else:
-                    logged.register_champion(model_info.model_uri, cfg.tracking.register_best_as)
-    log_leaderboard(board, cfg, result, run.info.run_id, experiment_id, final, uri)
+        result, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, job.splits, confirmation)
+    log_leaderboard(board, cfg, result, run.info.run_id, job.experiment_id, final, job.uri)
     publish_report(client, run.info.run_id, project)
     return result.accuracy
+
+
+def log_study_inputs(cfg: Config, splits: data_module.Splits, config_yaml: str, overrides: Optional[list]) -> None:
+    logged.log_run_inputs(cfg, splits, config_yaml, overrides)
+    mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(cfg.tuner), enum_to_str=True), "search_space.json")
 
 
 def publish_report(client: MlflowClient, run_id: str, project: str) -> None:

@@ -19,10 +19,9 @@ import psutil
 
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
-from src.core import evaluate, interrupt, memory, train
-from src.jobs import plan
-from src.tracking import logged
-from src.tracking.runs import flatten, tracked_run
+from src.core import interrupt, memory, train
+from src.jobs import plan, training
+from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
 
 log = logging.getLogger(__name__)
@@ -75,16 +74,10 @@ class CifarHyperModel(keras_tuner.HyperModel):
         cfg = self.trial_config(hp)
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
-        mlflow.log_params(flatten(dataclasses.asdict(trial_cfg)))
-        logged.log_model_summary(model)  # its parameter count: the cost axis of the study's Pareto front
-        # > 0 where a Hyperband round continued the optimizer of the round before.
-        mlflow.log_param("optimizer.start_step", int(model.optimizer.iterations.numpy()))
-        training = train.fit(model, self.splits, trainer, initial_epoch=initial_epoch,
-                             callbacks=[*(callbacks or []), logged.epoch_logger()])
-        logged.log_training(training, self.splits.validation)
-        result = evaluate.evaluate(model, self.splits.x_val, self.splits.y_val, self.splits.class_names)
-        logged.log_evaluation(result, "val", metrics=False)
-        return training.keras_history
+        # Scored on validation only: the test set never selects.
+        trained = training.train_evaluate_log(trial_cfg, self.splits, model=model, initial_epoch=initial_epoch,
+                                              callbacks=callbacks or (), score=("val",))
+        return trained.training.keras_history
 
 
 def trial_name(trial_id: str, values: Mapping) -> str:

@@ -138,7 +138,7 @@ def work(cfg: Config, splits, study_tags: Dict[str, str], parent_run_id: Optiona
                     tuner_id, tuner_id, run_id)
     if wait_for_others is not None:
         wait_for_others()
-    tuner.search(verbose=0)  # as study.search_here
+    tuner.search(verbose=0)  # as study.search
 
 
 # ---- started by the launcher on this machine: python -m src.jobs.worker_process <launch.json> ----
@@ -178,7 +178,7 @@ def child_main(launch_file: str) -> None:
         oracle_chief.time = _PromptChiefPoll
         tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, None), state_dir(cfg),
                                         launch["study_tags"])
-        tuner.search(verbose=0)  # as study.search_here
+        tuner.search(verbose=0)  # as study.search
         return
     import mlflow
 
