@@ -92,9 +92,9 @@ def main(cfg: DictConfig) -> float:
             return plan.show(typed)
         job = open_job(typed)  # the data, memory and store checks, before TensorFlow starts
         with native_stderr_to(output_dir / "tensorflow.log"):
+            from src.jobs.distributed.worker_process import run_worker
             from src.jobs.study import run_study
             from src.jobs.training import run_training
-            from src.jobs.worker_process import run_worker
         run = run_training if typed.tuner is None else run_worker if typed.tuner.role == "worker" else run_study
         return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:

@@ -183,7 +183,7 @@ def test_no_import_cycles_between_modules():
 
 def test_from_package_import_module_is_an_edge_to_the_module():
     graph = import_graph(SRC)
-    assert "src.jobs.roles" in graph["src.jobs.confirm"]  # from src.jobs import roles
+    assert "src.jobs.distributed.roles" in graph["src.jobs.confirm"]  # from src.jobs.distributed import roles
     assert "src.jobs.job" in graph["src.run"]  # inside main()
     assert "src.config" in graph["src.core.model"]  # from src.config import ModelConfig
 
@@ -199,12 +199,12 @@ def planted_copy(tmp_path: Path, file: str, function_body: str) -> Path:
 
 
 def test_the_check_fails_on_a_planted_cycle(tmp_path):
-    copy = planted_copy(tmp_path, "jobs/roles.py", "from src.jobs import study")
-    lines = len((copy / "jobs" / "roles.py").read_text().splitlines())
+    copy = planted_copy(tmp_path, "jobs/distributed/roles.py", "from src.jobs import study")
+    lines = len((copy / "jobs" / "distributed" / "roles.py").read_text().splitlines())
     found = check(copy)
     assert len(found) == 1 and found[0].startswith("import cycle: "), found
-    assert f"src.jobs.roles -> src.jobs.study (line {lines})" in found[0], found[0]
-    assert " -> src.jobs.roles (line " in found[0], found[0]  # and back round to roles
+    assert f"src.jobs.distributed.roles -> src.jobs.study (line {lines})" in found[0], found[0]
+    assert " -> src.jobs.distributed.roles (line " in found[0], found[0]  # and back round to roles
 
 
 def test_the_check_fails_on_a_planted_layer_violation(tmp_path):

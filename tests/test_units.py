@@ -93,7 +93,7 @@ def test_saved_state_from_another_config_is_refused_naming_the_difference(tmp_pa
 # ---- worker configuration ------------------------------------------------------
 
 def test_workers_get_one_thread_each_unless_the_command_line_says_otherwise(tmp_path):
-    from src.jobs import roles
+    from src.jobs.distributed import roles
 
     cfg = study_config(tmp_path, "tuner.workers=2", "tuner.overwrite=true")
     child = roles.worker_config(cfg, overrides=["tuner.workers=2"])
@@ -111,7 +111,7 @@ def test_workers_get_one_thread_each_unless_the_command_line_says_otherwise(tmp_
 def test_workers_are_told_absolute_paths_as_they_may_run_elsewhere(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from src.jobs import roles
+    from src.jobs.distributed import roles
 
     monkeypatch.chdir(tmp_path)
     cfg = composed("+experiment=tune_random", "data.dir=data/cifar", "tuner.directory=out/tuner")
@@ -197,7 +197,7 @@ def test_valid_role_settings_pass_and_do_not_count_as_hyperparameters(tmp_path):
 def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(tmp_path):
     import socket
 
-    from src.jobs import roles
+    from src.jobs.distributed import roles
 
     for address in ("auto", "ray://head:10001", "10.0.0.5:6379"):  # the forms Ray takes
         assert study_config(tmp_path, "tuner.launcher=ray", f"tuner.ray_address={address}").tuner.ray_address == address
@@ -209,7 +209,7 @@ def test_a_ray_cluster_that_does_not_answer_is_refused_at_once(tmp_path):
 
 
 def test_a_worker_killed_by_a_signal_is_replaced_while_it_has_restarts():
-    from src.jobs.roles import Exit, after_exit
+    from src.jobs.distributed.roles import Exit, after_exit
 
     assert after_exit("tuner0", None, 3) is Exit.running
     assert after_exit("tuner0", 0, 0) is Exit.done
@@ -220,7 +220,7 @@ def test_a_worker_killed_by_a_signal_is_replaced_while_it_has_restarts():
 
 
 def test_each_worker_takes_one_gpu_where_there_are_gpus(monkeypatch):
-    from src.jobs import roles
+    from src.jobs.distributed import roles
 
     assert [roles.gpu_env(i, ["0", "1"], None)["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["0", "1", "0"]
     assert roles.gpu_env(0, ["3"], None)["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # sharers allocate as they go
@@ -233,7 +233,7 @@ def test_each_worker_takes_one_gpu_where_there_are_gpus(monkeypatch):
 
 
 def test_workers_reach_the_chief_through_keras_tuners_variables():
-    from src.jobs import roles
+    from src.jobs.distributed import roles
 
     assert roles.oracle_env("10.0.0.5", 7777, "tuner1") == {
         "KERASTUNER_ORACLE_IP": "10.0.0.5", "KERASTUNER_ORACLE_PORT": "7777", "KERASTUNER_TUNER_ID": "tuner1"}
@@ -244,7 +244,7 @@ def test_workers_reach_the_chief_through_keras_tuners_variables():
 def test_a_worker_with_another_config_than_the_study_is_refused_naming_the_key(tmp_path):
     from types import SimpleNamespace
 
-    from src.jobs.worker_process import check_same_study
+    from src.jobs.distributed.worker_process import check_same_study
     from src.tracking.runs import flatten
 
     study = study_config(tmp_path, "tuner.role=chief", "tuner.chief_address=n:1")
@@ -280,7 +280,7 @@ def test_a_replacement_worker_closes_its_predecessors_trial_runs_only(tmp_path):
 
     import psutil
 
-    from src.jobs.worker_process import close_predecessor_trials
+    from src.jobs.distributed.worker_process import close_predecessor_trials
     from src.tracking.runs import process_tags
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -430,7 +430,7 @@ def test_progress_counts_trials_and_projects_the_remaining_epochs():
 def test_a_search_is_over_when_every_one_of_its_max_trials_has_ended():
     from types import SimpleNamespace
 
-    from src.jobs.workers import search_is_over
+    from src.jobs.distributed.workers import search_is_over
 
     def oracle(max_trials, *statuses):
         return SimpleNamespace(max_trials=max_trials,

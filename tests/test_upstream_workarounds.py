@@ -139,7 +139,7 @@ def test_confusion_matrix_text_colour_follows_the_data_not_a_fixed_colour_scale(
 def test_keras_tuners_chief_checks_for_its_last_workers_every_20_seconds():
     """keras-tuner's chief, once the search is over, sleeps 20 s between its checks that
     every worker is gone (oracle_chief.start_server; PR #983 would make it longer).
-    Workaround: `_PromptChiefPoll` in src/jobs/worker_process.py, its module's `time`."""
+    Workaround: `_PromptChiefPoll` in src/jobs/distributed/worker_process.py, its module's `time`."""
     import inspect
     import time
 

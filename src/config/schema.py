@@ -265,7 +265,7 @@ class TunerConfig:
     project_name: str = "${tracking.experiment}"  # keras-tuner state folder, also the study's MLflow tag
     final_fit: FinalFit = FinalFit.retrain
     # Parallel keras-tuner workers (>= 2 on this machine: an oracle process plus N worker
-    # processes, src/jobs/workers.py); workers x worker_cpus should match the cores.
+    # processes, src/jobs/distributed/workers.py); workers x worker_cpus should match the cores.
     workers: int = 1
     # Where the chief and the workers run (src/config/cluster.py, README "A study's workers on several machines").
     role: TunerRole = TunerRole.all

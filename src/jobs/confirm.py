@@ -27,7 +27,8 @@ from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import interrupt
-from src.jobs import roles, training
+from src.jobs import training
+from src.jobs.distributed import roles
 from src.tracking import logged
 from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from src.config import Config
 from src.core import data as data_module
 from src.core import memory
-from src.jobs import roles, state
+from src.jobs import state
+from src.jobs.distributed import roles
 from src.tracking import reconcile, store
 
 

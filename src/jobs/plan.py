@@ -21,7 +21,7 @@ import numpy as np
 
 from src.config import Config, TunerKind, search_space
 from src.config.schema import HyperParameterType
-from src.jobs import roles
+from src.jobs.distributed import roles
 
 log = logging.getLogger(__name__)
 PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model

@@ -26,7 +26,7 @@ from src.analysis import compare, report
 from src.config import Config, FinalFit, TunerKind, cluster
 from src.core import data as data_module
 from src.core import interrupt, train
-from src.jobs import confirm, training
+from src.jobs import confirm, distributed, training
 from src.jobs.job import OpenedJob
 from src.jobs.state import save_state_config, state_dir
 from src.jobs.tuner import CifarHyperModel, make_tuner
@@ -113,13 +113,11 @@ def leaderboard(client, experiment_id: str, parent_id: str, cfg: Config, tuner):
 def search(cfg: Config, splits: data_module.Splits, directory: Path, study_tags: Dict[str, str], run_id: str,
            uri: str, experiment_id: str, overrides: Optional[list]):
     """keras-tuner's search, in this process (trials one after another) or on the study's
-    workers (src/jobs/workers.py). Returns the tuner and its hypermodel."""
+    workers (src/jobs/distributed/). Returns the tuner and its hypermodel."""
     hypermodel = CifarHyperModel(cfg, splits)
     if cluster.distributed(cfg.tuner):
-        from src.jobs import workers
-
-        return workers.search(cfg, hypermodel, directory, study_tags, run_id, uri, experiment_id,
-                              overrides), hypermodel
+        return distributed.search(cfg, hypermodel, directory, study_tags, run_id, uri, experiment_id,
+                                  overrides), hypermodel
     tuner = make_tuner(cfg, hypermodel, directory, study_tags)
     save_state_config(cfg, directory)
     # verbose=0: without keras-tuner's print()ed banners ("Trial 3 Complete [...]", "Best val_accuracy

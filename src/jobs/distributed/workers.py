@@ -8,7 +8,7 @@ command, listening on `tuner.bind_host` (127.0.0.1 by default) at the port of
 `tuner.chief_address` or a free one. The workers are:
 
 - `tuner.role=all`, `tuner.launcher=local`, `tuner.workers=N`: N child processes here;
-- `tuner.launcher=ray`: N Ray tasks on a Ray cluster (src/jobs/ray_workers.py);
+- `tuner.launcher=ray`: N Ray tasks on a Ray cluster (src/jobs/distributed/ray_workers.py);
 - `tuner.role=chief`: none; workers started elsewhere with `tuner.role=worker` join.
 
 `<state dir>/launch/launch.json` tells the children the parent run id, the
@@ -48,10 +48,11 @@ from src.config import Config
 from src.config.cluster import TunerLauncher, TunerRole
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
-from src.jobs import roles, state
+from src.jobs import state
 from src.jobs import tuner as tuner_module
-from src.jobs.roles import CHIEF, Exit, WorkerFailed, worker_config, worker_ids
-from src.jobs.worker_process import RECORD_MARK, STOP_SECONDS
+from src.jobs.distributed import roles
+from src.jobs.distributed.roles import CHIEF, Exit, WorkerFailed, worker_config, worker_ids
+from src.jobs.distributed.worker_process import RECORD_MARK, STOP_SECONDS
 
 POLL_SECONDS = 0.5
 CHIEF_DONE_GRACE = 15  # workers still starting when the oracle has finished have nothing to do
@@ -68,7 +69,7 @@ class Child:
         self.log = log_path.open("a", encoding="utf-8")
         self.log.write(f"\n===== {role} started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         self.log.flush()
-        self.process = subprocess.Popen([sys.executable, "-m", "src.jobs.worker_process", str(launch_file)],
+        self.process = subprocess.Popen([sys.executable, "-m", "src.jobs.distributed.worker_process", str(launch_file)],
                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, text=True, errors="replace")
         self.relay = threading.Thread(target=self._relay, name=f"relay-{role}", daemon=True)
@@ -238,7 +239,7 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
                      cfg.tuner.chief_address, log_dir)
             wait_for_chief(children[CHIEF])
         elif launcher is TunerLauncher.ray:
-            from src.jobs import ray_workers
+            from src.jobs.distributed import ray_workers
 
             ray_workers.run_workers(cfg, child_cfg, launch, port, lambda: check_chief(children[CHIEF]))
         else:

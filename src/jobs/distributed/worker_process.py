@@ -3,8 +3,8 @@ serves the oracle over gRPC, or a worker, which asks it for trials and runs each
 as a child run of the study's MLflow run.
 
 A process gets here three ways: started by the launcher on this machine
-(`python -m src.jobs.worker_process <launch.json>`, src/jobs/workers.py), as a
-Ray task (src/jobs/ray_workers.py), or by hand / by a scheduler as
+(`python -m src.jobs.distributed.worker_process <launch.json>`, src/jobs/distributed/workers.py), as a
+Ray task (src/jobs/distributed/ray_workers.py), or by hand / by a scheduler as
 `python -m src.run ... tuner.role=worker` (`run_worker`). Every worker first
 closes the trial runs its own tuner id left RUNNING: those of a process that
 died with that id (which it replaces), since keras-tuner hands the new process
@@ -29,8 +29,8 @@ from src.config import Config, ConfigError, ProjectError, validate
 from src.config.cluster import parse_address
 from src.config.schema import is_hyperparameter
 from src.core import interrupt
-from src.jobs import roles
 from src.jobs import tuner as tuner_module
+from src.jobs.distributed import roles
 from src.jobs.state import state_dir
 from src.tracking import reconcile
 from src.tracking.runs import flatten
@@ -141,7 +141,7 @@ def work(cfg: Config, splits, study_tags: Dict[str, str], parent_run_id: Optiona
     tuner.search(verbose=0)  # as study.search
 
 
-# ---- started by the launcher on this machine: python -m src.jobs.worker_process <launch.json> ----
+# ---- started by the launcher on this machine: python -m src.jobs.distributed.worker_process <launch.json> ----
 
 def _exit_with_launcher(launcher_pid: int) -> None:
     """If the launcher dies without stopping us (SIGKILL), stop as on SIGTERM."""

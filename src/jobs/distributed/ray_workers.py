@@ -1,6 +1,6 @@
 """`tuner.launcher=ray`: a study's keras-tuner workers as Ray tasks on a Ray
 cluster's nodes; the chief (the oracle) stays with the launching command
-(src/jobs/workers.py), and every trial is a child of its one MLflow study run.
+(src/jobs/distributed/workers.py), and every trial is a child of its one MLflow study run.
 
 Ray does the placing, with its own APIs: `ray.init(address=tuner.ray_address)`,
 a placement group of one bundle per worker (`tuner.worker_cpus` CPUs and, where
@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # n
 from src.config import Config, ConfigError  # noqa: E402
 from src.config.cluster import parse_address  # noqa: E402
 from src.core import interrupt  # noqa: E402
-from src.jobs import roles  # noqa: E402
+from src.jobs.distributed import roles  # noqa: E402
 
 POLL_SECONDS = 0.5
 PLACEMENT_SECONDS = 120  # for the cluster to find room for every worker at once
@@ -67,7 +67,7 @@ def worker_task(launch: Dict, tuner_id: str, host: str, port: int, start_line) -
     """One keras-tuner worker, inside its Ray task's process."""
     os.environ.update(roles.oracle_env(host, port, tuner_id))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from src.jobs import worker_process  # here: it imports TensorFlow, which reads its log level once
+    from src.jobs.distributed import worker_process  # here: it imports TensorFlow, which reads its log level once
 
     worker_process.log_to(sys.stderr, logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     cfg = worker_process.load_config(launch["config"])

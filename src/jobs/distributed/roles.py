@@ -1,7 +1,7 @@
 """Who runs what in a distributed study, as pure decisions: the workers' ids and
 configs, the chief's address, each worker's GPU, and what to do when a worker
-process ends. No processes are started here (src/jobs/workers.py: on this
-machine; src/jobs/ray_workers.py: on Ray; src/jobs/worker_process.py: inside one).
+process ends. No processes are started here (src/jobs/distributed/workers.py: on this
+machine; src/jobs/distributed/ray_workers.py: on Ray; src/jobs/distributed/worker_process.py: inside one).
 """
 from __future__ import annotations
 
