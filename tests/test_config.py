@@ -95,3 +95,42 @@ def test_wrong_types_and_choices_are_rejected_while_composing(override, key):
     with pytest.raises((HydraException, ValidationError)) as err:
         compose_config("+experiment=baseline", override)
     assert key.split(".")[-1] in str(err.value) or key in str(err.value.__cause__)
+
+
+# --- trainer=fast, resolved per machine ---------------------------------------------------------
+
+ZEN3_FLAGS = "flags\t\t: fpu sse2 avx avx2 fma sha_ni vaes"
+ZEN4_FLAGS = "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 vaes"
+
+
+@pytest.mark.parametrize("cpuinfo, gpu, expected", [
+    (ZEN3_FLAGS, False, None), (ZEN4_FLAGS, False, "avx512_bf16"),
+    ("flags\t\t: avx2 amx_bf16 amx_tile", False, "amx_bf16"), (ZEN3_FLAGS, True, "GPU")])
+def test_native_bfloat16_is_read_from_the_cpu_flags_or_a_gpu(cpuinfo, gpu, expected):
+    from src.config.machine import native_bfloat16
+
+    assert native_bfloat16(cpuinfo, gpu=gpu) == expected
+
+
+def test_trainer_fast_is_bfloat16_only_where_it_is_native():
+    """On a CPU that emulates bfloat16 (a Zen 3) the fast setting was the slow one: there it is
+    the faithful float32 setting, and the run says what it became."""
+    from omegaconf import OmegaConf
+
+    from src.config import LrScaling, Precision
+    from src.config.machine import resolve
+    from src.config.schema import effective_learning_rate
+
+    raw = compose_config("+experiment=baseline", "trainer=fast")
+    fast = validate(raw)
+    assert Precision(fast.trainer.precision) is not Precision.auto and fast.trainer.resolved  # resolved once
+    unresolved = OmegaConf.to_object(raw).trainer
+    assert Precision(unresolved.precision) is Precision.auto
+    native = resolve(unresolved, native="avx512_bf16")
+    assert (native.precision, native.batch_size, native.lr_scaling) == (Precision.mixed_bfloat16, 64, LrScaling.sqrt)
+    assert native.resolved == "mixed_bfloat16 (native: avx512_bf16)"
+    emulated = resolve(unresolved, native=None, probe=False)
+    assert (emulated.precision, emulated.batch_size, emulated.lr_scaling) == (Precision.float32, 32, LrScaling.none)
+    assert effective_learning_rate(emulated) == 0.001 and emulated.resolved.startswith("float32 (no native bfloat16")
+    faithful = validate(compose_config("+experiment=baseline")).trainer
+    assert (faithful.precision, faithful.batch_size) == (Precision.float32, 32) and faithful.resolved == ""
