@@ -8,7 +8,6 @@ they read no store and train nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -27,6 +26,8 @@ IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "importance_low", "importa
 # the importance moves when the trials are resampled. Fixed seeds: a report reads the same twice.
 # REPORT_RESAMPLES lowers both for a quick look (the test suite's reports use 20); a report
 # states the counts it used.
+# create_study logs an INFO line per study, and a report builds hundreds.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 PERMUTATIONS = BOOTSTRAPS = int(os.environ.get("REPORT_RESAMPLES", "200"))
 SIGNIFICANCE = 0.05
 # Each shuffled or resampled importance is scored by the same evaluator as the reported one
@@ -137,14 +138,12 @@ def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permu
 def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray, trees: int = FANOVA_TREES) -> Dict[str, float]:
     distributions = {p: _distribution(rows[p]) for p in params}
     # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
-    with _quiet_optuna():
-        study = optuna.create_study(direction="maximize")
-        for (_, row), value in zip(rows.iterrows(), target):
-            params_here = {p: _optuna_value(row[p], distributions[p]) for p in params}
-            study.add_trial(optuna.trial.create_trial(params=params_here, distributions=distributions,
-                                                      value=float(value)))
-        return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees), params=params)
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([optuna.trial.create_trial(params={p: _optuna_value(row[p], distributions[p]) for p in params},
+                                                distributions=distributions, value=float(value))
+                      for (_, row), value in zip(rows.iterrows(), target)])
+    return optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees), params=params)
 
 
 def _distribution(values: pd.Series) -> optuna.distributions.BaseDistribution:
@@ -179,17 +178,6 @@ def _numeric(values: pd.Series) -> Optional[pd.Series]:
 def hashable(value: Any) -> Any:
     # Filter lists like [32, 64, 128] are values of one hyperparameter; pandas cannot group lists.
     return str(value) if isinstance(value, (list, tuple, dict, np.ndarray)) else value
-
-
-@contextlib.contextmanager
-def _quiet_optuna():
-    """create_study logs one INFO line per study; a report builds one per budget."""
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(previous)
 
 
 def seed_variance(groups: Mapping[Any, Any]) -> Tuple[float, int]:

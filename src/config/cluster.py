@@ -15,9 +15,9 @@ import importlib.util
 import ipaddress
 import re
 from enum import Enum
-from typing import Any, Tuple
+from typing import Tuple
 
-from src.config.errors import ConfigError
+from src.config.errors import fail as _fail
 
 
 class TunerRole(str, Enum):
@@ -34,10 +34,6 @@ class TunerLauncher(str, Enum):
 # keras-tuner takes any tuner id containing "chief" for the chief (keras_tuner.src.distribute.utils).
 _WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
 
 def valid_host(host: str) -> bool:

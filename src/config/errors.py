@@ -13,3 +13,8 @@ class ProjectError(RuntimeError):
 
 class ConfigError(ProjectError, ValueError):
     """A config value is outside what the project accepts."""
+
+
+def fail(key: str, value, allowed: str) -> None:
+    """The one wording of a refused value: the key, the value, what is allowed."""
+    raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")

@@ -15,7 +15,8 @@ from hydra.core.config_store import ConfigStore
 
 from src.config.cluster import TunerLauncher, TunerRole
 from src.config.cluster import check as check_placement
-from src.config.errors import ConfigError
+from src.config.errors import ConfigError  # noqa: F401 - re-exported: src.config and tests import it from here
+from src.config.errors import fail as _fail
 
 # Keys that say how or where a run executes, not what it computes: a report never
 # counts them as hyperparameters, and a study may resume with other values of them.
@@ -37,10 +38,6 @@ def effective_learning_rate(trainer: "TrainerConfig") -> float:
     ratio = trainer.batch_size / trainer.lr_reference_batch
     factor = {LrScaling.none: 1.0, LrScaling.linear: ratio, LrScaling.sqrt: ratio ** 0.5}
     return trainer.learning_rate * factor[LrScaling(trainer.lr_scaling)]
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is not allowed: expected {allowed}")
 
 
 class Validation(str, Enum):

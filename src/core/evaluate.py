@@ -6,9 +6,10 @@ leaks between the many runs of a sweep in one process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
@@ -60,11 +61,9 @@ def summarize(loss: float, accuracy: float, y_true: np.ndarray, y_pred: np.ndarr
     )
 
 
-def confusion_csv(matrix: np.ndarray, class_names: Sequence[str], fmt: str = "{:d}") -> str:
-    rows = ["true\\predicted," + ",".join(class_names)]
-    for name, row in zip(class_names, matrix):
-        rows.append(name + "," + ",".join(fmt.format(v) for v in row))
-    return "\n".join(rows) + "\n"
+def confusion_csv(matrix: np.ndarray, class_names: Sequence[str], float_format: Optional[str] = None) -> str:
+    return pd.DataFrame(matrix, index=list(class_names), columns=list(class_names)).to_csv(
+        index_label="true\\predicted", float_format=float_format, lineterminator="\n")
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalized: bool,

@@ -5,15 +5,13 @@ import functools
 import gc
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import keras
 
-from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig
+from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig, machine
 from src.config.schema import effective_learning_rate
 from src.core import interrupt
 from src.core.data import Splits, batches
@@ -127,20 +125,9 @@ def set_precision(precision: Precision | str) -> None:
 
 
 def bfloat16_is_native(cpuinfo: Optional[str] = None) -> bool:
-    """Whether bfloat16 runs in hardware here: a GPU, or a CPU with the avx512_bf16 or
-    amx_bf16 flag (Zen 4, Sapphire Rapids). Elsewhere oneDNN emulates it: on a Zen 3
-    VM (avx2 only) one epoch of 2,700 images at batch 64 took 43 s against float32's
-    6.5 s, so the fast setting would be the slow one."""
-    if cpuinfo is None:
-        import tensorflow as tf
-
-        if tf.config.list_physical_devices("GPU"):
-            return True
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return True  # not Linux: cannot tell, so no warning
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+    """Whether bfloat16 runs in hardware here (src/config/machine.py): elsewhere oneDNN emulates
+    it, and on a Zen 3 the fast setting was the slow one. With `cpuinfo` given, only its flags."""
+    return machine.native_bfloat16(cpuinfo, gpu=False if cpuinfo is not None else None) is not None
 
 
 @functools.lru_cache(maxsize=None)  # looks and warns once per process, not once per trial

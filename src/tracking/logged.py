@@ -173,7 +173,7 @@ def log_evaluation(result: evaluate.Evaluation, prefix: str, metrics: bool = Tru
     mlflow.log_dict(result.report, f"reports/{prefix}_classification_report.json")
     names = result.class_names
     mlflow.log_text(evaluate.confusion_csv(result.confusion, names), f"reports/{prefix}_confusion_matrix.csv")
-    mlflow.log_text(evaluate.confusion_csv(result.confusion_normalized, names, fmt="{:.4f}"),
+    mlflow.log_text(evaluate.confusion_csv(result.confusion_normalized, names, float_format="%.4f"),
                     f"reports/{prefix}_confusion_matrix_normalized.csv")
     for normalized, suffix in ((False, ""), (True, "_normalized")):
         matrix = result.confusion_normalized if normalized else result.confusion
