@@ -74,29 +74,32 @@ def main(cfg: DictConfig) -> float:
         typed = validate(cfg)
     except ProjectError as err:
         return _stop(err)
-    interrupt.install()
+    # In a multirun, a second signal is not raised: it would cut short the ending of the run.
+    interrupt.install(first_only=HydraConfig.get().mode == RunMode.MULTIRUN)
 
     from mlflow.exceptions import MlflowException
 
     from src.jobs.job import open_job
-    from src.jobs.multirun import job_context
+    from src.jobs.multirun import job_context, job_process
     from src.tracking.store import TrackingError
 
     overrides = list(HydraConfig.get().overrides.task)
+    job = None
     try:
-        output_dir = Path(HydraConfig.get().runtime.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if typed.tuner is not None and typed.tuner.plan:  # loads the data, probes speed; no store, no run
+        with job_process():  # a multirun's job: registered, so that a stopped sweep stops it
+            output_dir = Path(HydraConfig.get().runtime.output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            if typed.tuner is not None and typed.tuner.plan:  # loads the data, probes speed; no store, no run
+                with native_stderr_to(output_dir / "tensorflow.log"):
+                    from src.jobs import plan
+                return plan.show(typed)
+            job = open_job(typed)  # ownership, the data, memory and store checks, before TensorFlow starts
             with native_stderr_to(output_dir / "tensorflow.log"):
-                from src.jobs import plan
-            return plan.show(typed)
-        job = open_job(typed)  # the data, memory and store checks, before TensorFlow starts
-        with native_stderr_to(output_dir / "tensorflow.log"):
-            from src.jobs.distributed.worker_process import run_worker
-            from src.jobs.study import run_study
-            from src.jobs.training import run_training
-        run = run_training if typed.tuner is None else run_worker if typed.tuner.role == "worker" else run_study
-        return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
+                from src.jobs.distributed.worker_process import run_worker
+                from src.jobs.study import run_study
+                from src.jobs.training import run_training
+            run = run_training if typed.tuner is None else run_worker if typed.tuner.role == "worker" else run_study
+            return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:
         return _stop(err)
     except KeyboardInterrupt:
@@ -104,7 +107,25 @@ def main(cfg: DictConfig) -> float:
     except (MlflowException, OSError) as err:  # the run itself has already ended FAILED
         return _stop(TrackingError(f"MLflow could not record the run ({type(err).__name__}: {err}); "
                                    "the run ended FAILED"))
+    finally:
+        if job is not None:
+            job.release()  # the study's ownership
+
+
+def cli() -> None:
+    """`python -m src.run`. A multirun stopped by SIGTERM or SIGINT comes out of Hydra as
+    KeyboardInterrupt in the launcher (a single run's is handled in main): every run it
+    started is ended and no process of its left (multirun.stop_sweep), then one line and
+    the status a shell gives a process ended by that signal (143, 130), not a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        from src.jobs.multirun import stop_sweep
+
+        signum = interrupt.received() or signal.SIGINT
+        sys.stderr.write(stop_sweep(signum) + "\n")
+        sys.exit(128 + signum)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -61,6 +61,17 @@ def run_cli(*overrides: str, env: dict | None = None, timeout: int = 600) -> sub
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_cli(*overrides: str, env: dict | None = None, new_session: bool = False) -> subprocess.Popen:
+    """`python -m src.run ...` started in the background, as run_cli runs it, for a test that
+    acts on it while it runs (a signal, a second command). `new_session`: in a process group
+    of its own, as a terminal's foreground job is, so that `os.killpg(process.pid, SIGINT)`
+    is a Ctrl-C on that terminal."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([sys.executable, "-m", "src.run", *overrides], cwd=PROJECT_ROOT, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+
+
 def call_here(main, *args: str) -> subprocess.CompletedProcess:
     """A command's `main(argv)` (src.report, src.predict; src.run through run_here) inside
     this test process, its output captured and its exit status as the interpreter would
@@ -124,8 +135,7 @@ def run_here(*overrides: str, env: dict | None = None) -> subprocess.CompletedPr
         gc.unfreeze()  # the run froze what it found (train.freeze_long_lived_objects); a process's end frees it
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
-        interrupt._received, interrupt._deferred = None, False
-        interrupt._failpoint_hits.clear()
+        interrupt.reset()
         for signum, handler in saved_signals.items():
             signal.signal(signum, handler)
         sys.unraisablehook = saved_unraisablehook

@@ -10,15 +10,24 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 _received: Optional[int] = None
 _deferred = False
+_first_only = False  # later signals are remembered, not raised (install(first_only=True))
+_on_first: List[Callable[[int], None]] = []  # run once, at the first signal, before it is raised
 
 
 def _on_signal(signum, frame):
     global _received
-    _received = signum
+    first = _received is None
+    if first or not _first_only:
+        _received = signum
+    if not first and _first_only:
+        return
+    if first:
+        for hook in list(_on_first):
+            hook(signum)
     if not _deferred:
         raise KeyboardInterrupt(f"received signal {signum}")
 
@@ -35,9 +44,15 @@ def _skip_dropped_interrupt(unraisable) -> None:
 _previous_unraisablehook = sys.unraisablehook
 
 
-def install() -> None:
-    """SIGINT and SIGTERM (a scheduler, `kill`) both raise KeyboardInterrupt."""
-    global _previous_unraisablehook
+def install(first_only: bool = False) -> None:
+    """SIGINT and SIGTERM (a scheduler, `kill`) both raise KeyboardInterrupt.
+
+    `first_only`: a second signal is not raised. A job of a multirun can get the same
+    stop twice (Ctrl-C reaches the terminal's whole process group, and the launcher
+    forwards it too); raised again, it would cut short the first one's ending of the
+    run, which would then stay RUNNING."""
+    global _previous_unraisablehook, _first_only
+    _first_only = _first_only or first_only
     try:
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
@@ -50,6 +65,27 @@ def install() -> None:
 def received() -> Optional[int]:
     """The signal that interrupted this process, if one did."""
     return _received
+
+
+def on_first_signal(hook: Callable[[int], None]) -> None:
+    """Run `hook(signum)` once, at the first SIGINT/SIGTERM, before KeyboardInterrupt is
+    raised: a multirun's launcher stops its jobs there, before joblib, on the
+    KeyboardInterrupt, kills its worker processes with SIGKILL."""
+    if hook not in _on_first:
+        _on_first.append(hook)
+
+
+def remove_hook(hook: Callable[[int], None]) -> None:
+    if hook in _on_first:
+        _on_first.remove(hook)
+
+
+def reset() -> None:
+    """Forget signals, hooks and modes (a test that ran a command in its own process)."""
+    global _received, _deferred, _first_only
+    _received, _deferred, _first_only = None, False, False
+    _on_first.clear()
+    _failpoint_hits.clear()
 
 
 def check() -> None:
