@@ -21,7 +21,7 @@ for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 # A report's noise floor shuffles and resamples the trials 200 times each (src/analysis/importance.py),
 # about a minute a budget on a Zen 3; the suite's reports check what is reported, not the p-values' calibration
-# (tests/test_stats.py does that with its own counts).
+# (tests/analysis/test_stats.py does that with its own counts).
 os.environ.setdefault("REPORT_RESAMPLES", "20")
 
 

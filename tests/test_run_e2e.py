@@ -10,15 +10,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import SHARED_CIFAR, requires_shared_data, run_here
-
-EXPECTED_ARTIFACTS = {
-    "config/config.yaml", "config/overrides.yaml", "model_summary.txt",
-    "figures/learning_curves.png", "figures/test_confusion_matrix.png",
-    "figures/test_confusion_matrix_normalized.png",
-    "reports/test_classification_report.txt", "reports/test_classification_report.json",
-    "reports/test_confusion_matrix.csv", "reports/test_confusion_matrix_normalized.csv",
-}
+from helpers import EXPECTED_ARTIFACTS, SHARED_CIFAR, requires_shared_data, run_here
 
 
 def all_artifacts(client, run_id, path=None):

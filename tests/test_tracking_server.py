@@ -13,16 +13,23 @@ from typing import Optional
 import matplotlib.image
 import numpy as np
 import pytest
-from test_ray_launcher import RAY_MISSING, ray_multirun
-from test_run_e2e import EXPECTED_ARTIFACTS
-from test_sweep import TINY, sweep_runs
-from test_tune_distributed import TINY_STUDY
 
 from src import predict
 from src.analysis.report import main as report_command
 from src.tracking import store
 
-from helpers import CLASS_NAMES, call_here, run_cli, run_here
+from helpers import (
+    CLASS_NAMES,
+    EXPECTED_ARTIFACTS,
+    RAY_MISSING,
+    TINY,
+    TINY_STUDY,
+    call_here,
+    ray_multirun,
+    run_cli,
+    run_here,
+    sweep_runs,
+)
 from store_race import race_datasets
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL, mlflow server and the commands' processes
@@ -193,5 +200,5 @@ def test_eight_processes_logging_the_same_dataset_at_once(mlflow_server):
 
 @pytest.mark.skipif(RAY_MISSING, reason="ray / hydra-ray-launcher not installed (pip install -e '.[ray]')")
 def test_ray_multirun_is_one_sweep_on_the_server(mlflow_server, synthetic_cifar, tmp_path):
-    """tests/test_ray_launcher.py's sweep: Ray's worker processes log in too."""
+    """tests/jobs/test_ray_launcher.py's sweep: Ray's worker processes log in too."""
     ray_multirun(synthetic_cifar, mlflow_server.uri, tmp_path)

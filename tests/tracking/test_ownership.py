@@ -23,7 +23,7 @@ from helpers import PROJECT_ROOT, all_runs, run_here, start_cli
 
 
 def study_args(synthetic_cifar, uri, tuner_dir, epochs: int):
-    """A 3-trial random study of a tiny model (as tests/test_study_kills.py runs it)."""
+    """A 3-trial random study of a tiny model (as tests/jobs/test_study_kills.py runs it)."""
     return ("tuner.confirm.seeds=0", "+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
             f"tuner.directory={tuner_dir}", "tuner.max_trials=3", "tracking.log_model=false", "trainer.verbose=0",
             "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=4", "trainer.steps_per_execution=1",

@@ -17,10 +17,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_ray_launcher import processes_using, stop
-from test_tune_distributed import KILL, TINY_STUDY, check_killed_trial_rerun_once, kill_one_worker, study_runs
+from test_tune_distributed import KILL, check_killed_trial_rerun_once, kill_one_worker, study_runs
 
-from helpers import run_cli
+from helpers import TINY_STUDY, processes_using, run_cli, stop
 
 pytestmark = [
     pytest.mark.slow,  # starts a Ray cluster's processes

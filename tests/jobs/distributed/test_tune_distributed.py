@@ -17,13 +17,7 @@ import psutil
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_cli
-
-TINY_STUDY = ("+experiment=tune_random", "tuner.confirm.seeds=0", "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
-              "tuner/search_space=width_dropout_epochs",
-              "tuner.search_space.epochs.min=1", "tuner.search_space.epochs.max=2",
-              "tuner.search_space.epochs.step=1", "tuner.max_trials=4", "tracking.log_model=false",
-              "tuner.workers=2")
+from helpers import PROJECT_ROOT, TINY_STUDY, run_cli
 
 
 def overrides(synthetic_cifar, tracking_uri, tmp_path, *extra):

@@ -6,21 +6,7 @@ import json
 
 import pytest
 
-from src.tracking import store
-
-from helpers import run_cli, run_here
-
-TINY = ("trainer.epochs=1", "trainer.batch_size=32", "tracking.log_model=false", "trainer.verbose=0",
-        "model.filters=[8,16]", "model.dense_units=[16]")
-
-
-def sweep_runs(uri, experiment):
-    client = store.client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return parents, children
+from helpers import TINY, run_cli, run_here, sweep_runs
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])

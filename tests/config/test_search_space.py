@@ -1,0 +1,55 @@
+"""The search space: declared, mapped to config keys, re-validated, refused before any trial when it cannot work."""
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from src.config import ConfigError, register
+
+from helpers import composed
+
+register()
+
+
+# ---- the search space ------------------------------------------------------------
+
+def test_search_space_declares_each_entry_and_maps_it_to_its_config_key():
+    import keras_tuner
+
+    from src.config import search_space
+
+    cfg = composed("+experiment=tune_random")
+    hp = keras_tuner.HyperParameters()
+    values = search_space.declare(hp, cfg.tuner.search_space)
+    assert set(values) == {spec.key for spec in cfg.tuner.search_space.values()}
+    assert set(hp.values) == set(cfg.tuner.search_space)
+    trial_cfg = search_space.apply(cfg, values)
+    applied = OmegaConf.structured(trial_cfg)
+    for key, value in values.items():  # e.g. model.filters.0: one conv block's filters
+        assert OmegaConf.select(applied, key) == value
+    assert search_space.config_values({**hp.values, "tuner/epochs": 3}, cfg.tuner.search_space) == values
+
+
+def test_applying_a_value_re_runs_the_schema_checks():
+    from src.config import search_space
+
+    cfg = composed("+experiment=tune_random")
+    with pytest.raises(ConfigError, match=r"model\.dropout=1\.5 is not allowed"):
+        search_space.apply(cfg, {"model.dropout": 1.5})
+    assert cfg.model.dropout == 0.5  # the base config is untouched
+
+
+def test_a_range_that_reaches_an_invalid_value_is_refused_before_any_trial():
+    with pytest.raises(ConfigError, match=r"tuner\.search_space\.dropout can take 1\.2"):
+        composed("+experiment=tune_random", "tuner.search_space.dropout.max=1.2")
+
+
+def test_the_card_space_on_a_model_with_fewer_blocks_is_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"tuner\.search_space\.filters3\.key='model\.filters\.2' is not allowed with "
+                       r"model\.filters=\[8, 16\]: it sets entry 2 of a list of 2"):
+        composed("+experiment=tune_hyperband", "model.filters=[8,16]")
+
+
+def test_hyperband_may_not_tune_the_epochs_it_sets_itself():
+    with pytest.raises(ConfigError, match="Hyperband sets the epochs itself"):
+        composed("+experiment=tune_hyperband", "tuner/search_space=filters_dropout_epochs")

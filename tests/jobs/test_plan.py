@@ -1,0 +1,38 @@
+"""A study's plan before launch and its progress during."""
+from __future__ import annotations
+
+from src.config import register
+
+from helpers import composed
+
+register()
+
+
+# ---- the plan --------------------------------------------------------------------
+
+def test_hyperband_plan_follows_keras_tuners_schedule():
+    from src.jobs import plan
+
+    rounds = plan.hyperband_rounds(max_epochs=20, factor=3, iterations=1)
+    assert [(r.bracket, r.round, r.trials, r.epochs) for r in rounds] == [
+        (2, 0, 12, 3), (2, 1, 4, 4), (2, 2, 2, 13), (1, 0, 6, 7), (1, 1, 2, 13), (0, 0, 4, 20)]
+    card = plan.plan(composed("+experiment=tune_hyperband"))
+    assert (card.trials, card.search_epochs) == (30, 226)  # the ~226 epochs the README quotes
+    assert (card.confirm_runs, card.confirm_epochs) == (12, 12 * 20)  # (top 3 + baseline) x 3 seeds x 20
+
+
+def test_plan_of_a_random_search_counts_the_middle_of_its_epochs_range():
+    from src.jobs import plan
+
+    the_plan = plan.plan(composed("+experiment=tune_random", "tuner.max_trials=7", "tuner.confirm.seeds=0"))
+    assert (the_plan.trials, the_plan.search_epochs, the_plan.confirm_epochs) == (7, 7 * 13, 0)  # 5..20 -> 12.5
+
+
+def test_progress_counts_trials_and_projects_the_remaining_epochs():
+    from src.jobs import plan
+
+    progress = plan.Progress(composed("+experiment=tune_hyperband", "tuner.workers=2"))
+    progress.started -= 60  # one minute for the 6 epochs below
+    line = progress.line(2, 6, 6, {"tuner/bracket": 2, "tuner/round": 0})
+    # 220 epochs remain at 10 s each, shared by 2 workers: 1,100 s.
+    assert line == "trial 2 of 30 (bracket 2, round 0), search ETA 18 min"

@@ -1,0 +1,42 @@
+"""Resume checks: a study's saved keras-tuner state and whether a run may resume it."""
+from __future__ import annotations
+
+import pytest
+
+from src.config import ConfigError, register
+from src.jobs import state
+
+from helpers import study_config
+
+register()
+
+
+# ---- resume checks -----------------------------------------------------------
+
+
+def test_a_fresh_study_does_not_resume(tmp_path):
+    cfg = study_config(tmp_path)
+    assert state.check_resumable(cfg, state.state_dir(cfg)) is False
+
+
+def test_saved_state_resumes_with_the_same_config_or_other_execution_settings(tmp_path):
+    cfg = study_config(tmp_path)
+    directory = state.state_dir(cfg)
+    state.save_state_config(cfg, directory)
+    (directory / "oracle.json").write_text("{}")
+    assert state.check_resumable(cfg, directory) is True
+    # Threads, workers, verbosity and tracking do not change what a study computes.
+    other = study_config(tmp_path, "tuner.workers=2", "trainer.verbose=0", "trainer.intra_op_threads=1",
+                         "tracking.run_name=again")
+    assert state.check_resumable(other, directory) is True
+
+
+def test_saved_state_from_another_config_is_refused_naming_the_difference(tmp_path):
+    cfg = study_config(tmp_path)
+    directory = state.state_dir(cfg)
+    state.save_state_config(cfg, directory)
+    (directory / "oracle.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"differs in model\.dense_units.*tuner\.overwrite=true"):
+        state.check_resumable(study_config(tmp_path, "model.dense_units=[64]"), directory)
+    assert state.check_resumable(study_config(tmp_path, "model.dense_units=[64]", "tuner.overwrite=true"),
+                                 directory) is False
