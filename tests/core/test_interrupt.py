@@ -19,10 +19,13 @@ def test_an_interrupt_dropped_in_a_finalizer_prints_no_traceback(monkeypatch):
     monkeypatch.setattr(interrupt, "_previous_unraisablehook", passed_on.append)
     dropped = types.SimpleNamespace(exc_value=KeyboardInterrupt("received signal 2"))
     other = types.SimpleNamespace(exc_value=ValueError("a real finalizer error"))
-    monkeypatch.setattr(interrupt, "_received", signal.SIGINT)
+    interrupt.reset()
+    interrupt.defer()
+    interrupt._on_signal(signal.SIGINT, None)  # as if SIGINT arrived (deferred: recorded, not raised)
     interrupt._skip_dropped_interrupt(dropped)
     interrupt._skip_dropped_interrupt(other)
     assert passed_on == [other]
-    monkeypatch.setattr(interrupt, "_received", None)  # a KeyboardInterrupt no signal of ours explains
+    interrupt.reset()  # a KeyboardInterrupt no signal of ours explains
     interrupt._skip_dropped_interrupt(dropped)
     assert passed_on == [other, dropped]
+    interrupt.reset()

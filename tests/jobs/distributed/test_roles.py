@@ -192,15 +192,16 @@ def test_a_failpoint_with_a_marker_fires_in_the_first_process_only(tmp_path, mon
     monkeypatch.setattr(interrupt.os, "kill", lambda pid, sig: killed.append(sig))
     monkeypatch.setenv("CIFAR_FAILPOINT", "train_batch:2")
     monkeypatch.setenv("CIFAR_FAILPOINT_ONCE", str(tmp_path / "fired"))
-    monkeypatch.setattr(interrupt, "_failpoint_hits", {})
+    interrupt.reset()
     interrupt.failpoint("train_batch")
     assert killed == []
     interrupt.failpoint("train_batch")
     assert len(killed) == 1 and (tmp_path / "fired").exists()
-    monkeypatch.setattr(interrupt, "_failpoint_hits", {})  # a replacement process, same environment
+    interrupt.reset()  # a replacement process, same environment
     for _ in range(3):
         interrupt.failpoint("train_batch")
     assert len(killed) == 1
+    interrupt.reset()
 
 
 def test_a_replacement_worker_closes_its_predecessors_trial_runs_only(tmp_path):
