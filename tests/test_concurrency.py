@@ -8,7 +8,7 @@ import sys
 from src.tracking import store
 
 from helpers import PROJECT_ROOT
-from store_race import open_fresh_store, race_datasets
+from store_race import open_fresh_store, race_a_foreign_migration, race_datasets
 
 WRITER = """
 import sys, mlflow
@@ -83,3 +83,26 @@ def test_processes_creating_one_store_at_once_all_succeed(tmp_path):
         for process in processes:
             process.join(timeout=60)
         assert outcomes == ["ok"] * 4, outcomes
+
+
+def test_a_store_another_mlflow_client_is_creating_is_waited_for(tmp_path):
+    """Issue 25: a UI, a notebook or a script opening a new SQLite store at the moment a
+    command does. Its migration (slowed down here so that it is surely under way) is
+    left to finish; then the command opens the store, and neither fails
+    (`races.first_use`)."""
+    uri = f"sqlite:///{tmp_path / 'fresh.db'}"
+    outcome = race_a_foreign_migration(uri, guarded=True)
+    assert outcome["ours"] == "ok", outcome
+    assert [m for m in outcome["logged"] if "is being created by another process; waiting for it" in m], outcome
+    assert outcome["foreign"] == "ok", outcome  # left alone, the other client finishes too
+    client = store.client(uri)
+    assert client.get_experiment_by_name("fresh") is not None
+
+
+def test_upstream_foreign_migration_race_still_exists(tmp_path):
+    """The same two processes with MLflow's own first use on both sides: one of them fails
+    ("Online migration expected to match one row", "table ... already exists"; 6 of 6
+    tries here, both in 1). When this test fails, MLflow migrates a new SQLite store
+    safely against other processes and `races.first_use` can go."""
+    outcome = race_a_foreign_migration(f"sqlite:///{tmp_path / 'fresh.db'}", guarded=False)
+    assert outcome["ours"] != "ok" or outcome["foreign"] != "ok", outcome

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
-from src.tracking.races import creation_lock
+from src.tracking.races import first_use
 
 EMBEDDED_DB = PROJECT_ROOT / "mlflow.db"
 # How long another process may hold the store locked before we give up: the same
@@ -168,7 +168,7 @@ def check_sqlite_store(path: Path, timeout: Optional[float] = None) -> None:
         # A hot journal: a writer crashed mid-commit. Reading it needs SQLite's own
         # rollback to the last commit, which MLflow's connection does; not damage.
         tables, row = MLFLOW_TABLES, None
-    if tables and not MLFLOW_TABLES <= tables:
+    if tables and not MLFLOW_TABLES <= tables and not _being_created(tables):
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise refuse(f"is an SQLite database but not an MLflow store (its tables: {shown})", elsewhere)
     if row and row[0] not in _known_schema_revisions():
@@ -178,6 +178,16 @@ def check_sqlite_store(path: Path, timeout: Optional[float] = None) -> None:
     if not (_writable(path) and _writable(path.parent)):
         raise refuse("is read-only (the file or its directory cannot be written)",
                      f"make both writable, or {elsewhere}")
+
+
+def _being_created(tables: set) -> bool:
+    """Only MLflow's own tables, without alembic_version yet: a store that another process
+    (a UI, a notebook, a command) is creating right now, one table at a time
+    (races.first_use waits for it), not someone else's database."""
+    from mlflow.store.db.utils import Base, InitialBase
+
+    known = set(Base.metadata.tables) | set(InitialBase.metadata.tables)
+    return all(name in known or name.startswith("_alembic_tmp_") for name in tables)
 
 
 def _writable(path: Path) -> bool:
@@ -200,10 +210,10 @@ def client(uri: str) -> "mlflow.MlflowClient":
     MlflowClient opens its store as it is built, so on a fresh SQLite file it
     creates and migrates the tables right there: built while another process
     migrates the same file, one of them crashes ("No such index ...", measured
-    in CI). Every client this project builds goes through here.
+    in CI). Every client this project builds goes through here (races.first_use
+    also waits out a foreign process's migration).
     """
-    with creation_lock(sqlite_path(uri)):
-        return mlflow.MlflowClient(uri)
+    return first_use(sqlite_path(uri), lambda: mlflow.MlflowClient(uri))
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -217,12 +227,12 @@ def ensure_experiment(uri: str, name: str) -> str:
                                 "point tracking.uri at another file") from None
         check_sqlite_store(path)
     check_reachable(uri)
+    from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         mlflow.set_tracking_uri(uri)
-        with creation_lock(sqlite_path(uri)):
-            experiment = mlflow.get_experiment_by_name(name)
+        experiment = first_use(sqlite_path(uri), lambda: mlflow.get_experiment_by_name(name))
         if experiment is None:
             try:
                 mlflow.create_experiment(name, artifact_location=_experiment_artifacts(uri, name))
@@ -233,7 +243,7 @@ def ensure_experiment(uri: str, name: str) -> str:
             experiment = mlflow.get_experiment_by_name(name)
         # Nested runs (a study's trials) start in the active experiment.
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
-    except (MlflowException, SQLAlchemyError, sqlite3.Error) as err:
+    except (MlflowException, SQLAlchemyError, sqlite3.Error, CommandError) as err:
         # Whatever the check above cannot foresee: one line, not MLflow's traceback.
         first_line = (str(err).strip() or "no detail").splitlines()[0]
         raise TrackingError(f"tracking store {uri} cannot be used ({type(err).__name__}: {first_line}); "
