@@ -108,6 +108,7 @@ def test_fault(case_id, overrides, damage, expected, status, synthetic_cifar, tr
         assert elapsed < 15 + 10, elapsed  # the check itself waits at most 5 s; the rest is start-up
 
 
+@pytest.mark.slow  # starts src.run in a process of its own
 def test_no_data_dir_and_no_download_is_one_line_naming_what_to_set(tmp_path, tracking_uri):
     # An unreachable proxy makes the download fail the same way with or without internet.
     offline = {"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",

@@ -6,9 +6,7 @@ the same command resumes and finishes with every trial FINISHED exactly once,
 the interrupted trial's stale run closed, and nothing counted twice."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +14,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_here
+from helpers import run_cli, run_here
 
 TRIALS = 4
 
@@ -33,10 +31,7 @@ def overrides(synthetic_cifar, uri, tmp_path, confirm: bool = False):
 
 
 def run_with_failpoint(failpoint: str, args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CIFAR_FAILPOINT": failpoint}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "src.run", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_cli(*args, env={"CIFAR_FAILPOINT": failpoint})
 
 
 # 160 training images at batch 4: 40 batches an epoch, 80 a trial (and a confirmation run),

@@ -9,7 +9,7 @@ import pytest
 from helpers import TINY, run_cli, run_here, sweep_runs
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])  # joblib: processes
 def test_four_job_multirun_is_grouped_under_one_parent(launcher, synthetic_cifar, tracking_uri, tmp_path):
     sweep_dir = tmp_path / "sweep"
     run = run_here if launcher == "basic" else run_cli  # joblib's workers are processes either way
@@ -37,6 +37,7 @@ def test_four_job_multirun_is_grouped_under_one_parent(launcher, synthetic_cifar
         assert {c.data.params["trainer.intra_op_threads"] for c in children} == {"1"}
 
 
+@pytest.mark.slow  # starts src.run in a process of its own
 def test_a_failing_job_fails_alone(synthetic_cifar, tracking_uri, tmp_path):
     result = run_cli("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
                      "tracking.experiment=isolation", f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY,
@@ -49,6 +50,7 @@ def test_a_failing_job_fails_alone(synthetic_cifar, tracking_uri, tmp_path):
     assert parents[0].info.status == "FAILED" and parents[0].data.metrics["jobs_failed"] == 1
 
 
+@pytest.mark.slow  # starts src.run in a process of its own
 def test_an_invalid_sweep_value_fails_that_job_before_any_run(synthetic_cifar, tracking_uri, tmp_path):
     result = run_cli("-m", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
                      "tracking.experiment=invalid", f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY,

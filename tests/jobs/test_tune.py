@@ -3,11 +3,8 @@ child run per trial, leaderboard and best model logged, resume without duplicate
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, run_here
+from helpers import run_here, start_cli
 
 # The confirmation stage has its own tests (test_confirm.py); these check the search.
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",
@@ -133,14 +130,12 @@ def test_checkpoint_final_fit_is_logged(synthetic_cifar, tracking_uri, tmp_path)
     assert parents[0].data.params["final.train_images"] == "180"  # the split's training part only
 
 
+@pytest.mark.slow  # starts src.run in a process of its own
 def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_cifar, tracking_uri, tmp_path):
     overrides = study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=4",
                                 "tracking.log_model=false", "tuner.search_space.epochs.min=2",
                                 "tuner.search_space.epochs.max=3")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    process = subprocess.Popen([sys.executable, "-m", "src.run", *overrides], cwd=PROJECT_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_cli(*overrides)
     client = store.client(tracking_uri)
     deadline = time.time() + 300
     finished = []
@@ -154,7 +149,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
         time.sleep(0.2)
     assert finished, "no trial finished in time"
     process.send_signal(signal.SIGINT)  # Ctrl-C, during or right after the second trial
-    output, _ = process.communicate(timeout=120)
+    output = "".join(process.communicate(timeout=120))
     assert process.returncode == 130, output[-3000:]
     assert "interrupted by SIGINT: the run was recorded as KILLED; the same command resumes the study" in output
     assert "Traceback" not in output, output[-3000:]

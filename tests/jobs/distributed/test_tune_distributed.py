@@ -5,19 +5,19 @@ trial, and no process outlives the study."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, TINY_STUDY, run_cli
+from helpers import TINY_STUDY, run_cli, start_cli
+
+pytestmark = pytest.mark.slow  # every test starts src.run processes (a chief and its workers)
 
 
 def overrides(synthetic_cifar, tracking_uri, tmp_path, *extra):
@@ -125,13 +125,10 @@ def test_a_chief_and_workers_started_by_hand_run_one_study(synthetic_cifar, trac
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
     base = [a for a in overrides(synthetic_cifar, tracking_uri, tmp_path) if a != "tuner.workers=2"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_TRACKING_URI", None)
 
     def start(*role):
-        return subprocess.Popen([sys.executable, "-m", "src.run", *base, f"tuner.chief_address={address}", *role,
-                                 f"hydra.run.dir={tmp_path / 'hydra' / role[-1].split('=')[-1]}"],
-                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return start_cli(*base, f"tuner.chief_address={address}", *role,
+                         f"hydra.run.dir={tmp_path / 'hydra' / role[-1].split('=')[-1]}")
 
     processes = [start("tuner.role=chief"), start("tuner.role=worker", "tuner.worker_id=node-a"),
                  start("tuner.role=worker", "tuner.worker_id=node-b")]
