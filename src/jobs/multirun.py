@@ -135,6 +135,8 @@ class SweepTracking(Callback):
         global _ACTIVE
         _ACTIVE = self
         atexit.register(self.close)
+        if str(config.hydra.launcher.get("_target_", "")).endswith("RayLauncher"):
+            _start_ray_first(config)
         interrupt.install(first_only=True)
         interrupt.on_first_signal(self.stop_jobs)
 
@@ -238,6 +240,22 @@ class SweepTracking(Callback):
             _ACTIVE = None
 
 
+def _start_ray_first(config: DictConfig) -> None:
+    """Start Ray as hydra-ray-launcher would (it starts none if one is running), so that the
+    stop handling can be installed after it: ray.init replaces the SIGTERM handler with
+    sys.exit, and Ray's C++ failure handler aborts the process on SIGTERM (exit 134, a
+    job left RUNNING) unless RAY_DISABLE_FAILURE_SIGNAL_HANDLER is set, in the launcher
+    and in the Ray workers it starts."""
+    from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+    from omegaconf import open_dict
+
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    init = config.hydra.launcher.ray.init
+    with open_dict(init):
+        init.setdefault("object_store_memory", 78643200)  # as hydra-ray-launcher's launch() sets it
+    start_ray(init)
+
+
 def _kill_descendants(grace: float = 3.0) -> None:
     """Every process this launcher started and that is still there (joblib's loky workers,
     a local Ray instance): SIGTERM, then SIGKILL after `grace`. Not the resource trackers
@@ -292,6 +310,9 @@ def stop_sweep(signum: int) -> str:
     left RUNNING, the parent KILLED. Returns the one line for the console."""
     name = signal.Signals(signum).name if interrupt.received() else "a signal to one of its jobs"
     sweep = _ACTIVE
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()  # the local instance it started, now, not from an exit hook that waits on it
     _kill_descendants()
     if sweep is None or sweep.parent is None:
         return f"interrupted by {name}"

@@ -2,9 +2,9 @@
 launcher (`kill`, `timeout`, a scheduler) and Ctrl-C on its terminal (SIGINT to the whole
 process group) mid-job. Within 30 s the command exits 143 or 130 with one line; the jobs
 that were training end KILLED, the finished one stays FINISHED, the queued one never
-starts, the sweep parent is KILLED, and none of its processes is left. While it runs, the
-same sweep directory cannot be launched again. A sweep whose parent run cannot be created
-starts no job.
+starts, the sweep parent is KILLED, and none of its processes is left. The same on a
+local Ray instance (SIGTERM). While it runs, the same sweep directory cannot be launched
+again. A sweep whose parent run cannot be created starts no job.
 
 docs/faults.md, "Ownership and stopping", lists what the user sees for each.
 """
@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
+import tempfile
 import time
 
 import psutil
 import pytest
 
-from helpers import all_runs, run_here, start_cli
+from helpers import RAY_MISSING, all_runs, processes_using, run_here, start_cli, stop
 
 TINY = ("trainer.batch_size=4", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")
@@ -36,17 +38,7 @@ def test_a_stopped_joblib_multirun_ends_every_run_and_leaves_no_process(signum, 
             "tracking.experiment=stopped", f"hydra.sweep.dir={sweep_dir}", *TINY, "trainer.epochs=1,500,500,500")
     launcher = start_cli(*args, new_session=True)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and launcher.poll() is None:
-            runs = [r for r in all_runs(tracking_uri) if r.data.tags.get("sweep_role") != "parent"]
-            statuses = [r.info.status for r in runs]
-            if statuses.count("FINISHED") == 1 and statuses.count("RUNNING") == 2 and all(
-                    "loss" in r.data.metrics for r in runs):  # both trained an epoch at least: mid-training
-                break
-            time.sleep(0.3)
-        else:
-            launcher.kill()
-            pytest.fail(f"the jobs did not get to training:\n{launcher.communicate()[1][-3000:]}")
+        wait_until_training(launcher, tracking_uri, finished=1, running=2)
         processes = psutil.Process(launcher.pid).children(recursive=True)
         workers = [p for p in processes if "popen_loky_posix" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in processes]
@@ -93,6 +85,54 @@ def test_a_stopped_joblib_multirun_ends_every_run_and_leaves_no_process(signum, 
     assert [p.info.status for p in parent] == ["KILLED"]
     assert jobs == [("1", "FINISHED"), ("500", "KILLED"), ("500", "KILLED")]  # the 4th job never started
     assert not (sweep_dir / "3" / "job_status.json").exists()
+
+
+def wait_until_training(launcher, uri: str, finished: int, running: int) -> None:
+    """Until `finished` jobs have FINISHED and `running` have trained an epoch at least."""
+    deadline = time.time() + 300
+    while time.time() < deadline and launcher.poll() is None:
+        runs = [r for r in all_runs(uri) if r.data.tags.get("sweep_role") != "parent"]
+        statuses = [r.info.status for r in runs]
+        if statuses.count("FINISHED") == finished and statuses.count("RUNNING") == running and all(
+                "loss" in r.data.metrics for r in runs):
+            return
+        time.sleep(0.3)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    pytest.fail(f"the jobs did not get to training:\n{launcher.communicate()[1][-3000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(RAY_MISSING, reason="ray / hydra-ray-launcher not installed (pip install -e '.[ray]')")
+def test_a_stopped_ray_multirun_ends_every_run_and_leaves_no_process(synthetic_cifar, tracking_uri, tmp_path):
+    """Ray's own handlers would abort the launcher on SIGTERM (exit 134) and leave a job
+    RUNNING; multirun._start_ray_first installs the sweep's after them."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths; tells its processes apart
+    launcher = start_cli("-m", "+launcher=ray", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+                         "tracking.experiment=stopped", f"hydra.sweep.dir={tmp_path / 'sweep'}", *TINY,
+                         "trainer.epochs=500,500", "hydra.launcher.ray.init.address=null",
+                         "+hydra.launcher.ray.init._node_ip_address=127.0.0.1",
+                         "+hydra.launcher.ray.init.include_dashboard=false",
+                         f"+hydra.launcher.ray.init._temp_dir={ray_tmp}", new_session=True)
+    try:
+        wait_until_training(launcher, tracking_uri, finished=0, running=2)
+        started = time.monotonic()
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+        assert launcher.returncode == 143, stderr[-3000:]
+        assert elapsed < 30, elapsed
+        assert stderr.strip().splitlines()[-1] == (
+            f"interrupted by SIGTERM: sweep {tmp_path.name}/sweep stopped; 2 running job(s) and the sweep's parent "
+            "run recorded as KILLED, 0 finished job(s) kept"), stderr[-3000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
+        assert processes_using(ray_tmp) == []
+        assert sorted(r.info.status for r in all_runs(tracking_uri)) == ["KILLED"] * 3
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+        stop(processes_using(ray_tmp))
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_a_sweep_whose_parent_run_cannot_be_created_starts_no_job(synthetic_cifar, tmp_path):
