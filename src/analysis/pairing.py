@@ -179,5 +179,5 @@ def compare_sides(client, side_a: str, side_b: str, labels: Optional[Sequence[st
     comparison = compare_runs(client, find_runs(client, side_a), find_runs(client, side_b), label_a, label_b)
     log.info("%s", comparison.sentence())
     out_dir = out_dir or PROJECT_ROOT / "experiments" / "comparisons" / folder_name(label_a, label_b)
-    command = "python -m src.report --compare " + " ".join(shlex.quote(side) for side in (side_a, side_b))
+    command = "python -m src.report --compare " + shlex.join((side_a, side_b))
     return write_comparison(comparison, out_dir, command)

@@ -163,12 +163,12 @@ def command_line(overrides: Optional[list] = None) -> str:
     """The command that reproduces this job: the launch command for a single
     run, the job's own overrides for a job of a multirun."""
     args = list(overrides) if overrides is not None else sys.argv[1:]
-    return " ".join(["python", "-m", "src.run", *(shlex.quote(a) for a in args)])
+    return shlex.join(["python", "-m", "src.run", *args])
 
 
 def run_tags(extra: Optional[Mapping[str, str]] = None, overrides: Optional[list] = None) -> Dict[str, str]:
     tags = {**git_commit(), "command": command_line(overrides),
-            "launch_command": " ".join(shlex.quote(a) for a in ["python", "-m", "src.run", *sys.argv[1:]])}
+            "launch_command": shlex.join(["python", "-m", "src.run", *sys.argv[1:]])}
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags
 

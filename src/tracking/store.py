@@ -70,7 +70,7 @@ def ui_command(uri: str) -> str:
     root = artifact_root(uri)
     if root:
         parts += ["--default-artifact-root", root]
-    return " ".join(shlex.quote(p) for p in parts)
+    return shlex.join(parts)
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
