@@ -51,6 +51,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig, machine  # noqa: E402
+from src.core import memory  # noqa: E402 - analytic, no TensorFlow
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +112,9 @@ def label(config: Dict[str, object], baseline: bool = False) -> str:
 
 
 def relative_cost(config: Dict[str, object]) -> float:
-    """Multiply-accumulates per image relative to the baseline (3x3 'valid' convs with 2x2
-    pooling, then the dense layers): a rough guide to a configuration's training time."""
-    def macs(model: ModelConfig) -> float:
-        size, channels, total = 32, 3, 0.0
-        for filters in model.conv_filters:
-            size -= model.kernel_size - 1
-            total += size * size * model.kernel_size ** 2 * channels * filters
-            size, channels = size // 2, filters
-        width = size * size * channels
-        for units in [*model.dense_units, 10]:
-            total += width * units
-            width = units
-        return total
-
-    return macs(model_config(config)) / macs(model_config({}))
+    """Training FLOPs per image relative to the baseline: a rough guide to a configuration's
+    training time."""
+    return memory.training_flops_per_image(model_config(config)) / memory.training_flops_per_image(model_config({}))
 
 
 # ---------------------------------------------------------------- the statistics

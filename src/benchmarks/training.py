@@ -41,22 +41,8 @@ import keras  # noqa: E402
 from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig, Validation  # noqa: E402
 from src.core import data as data_module  # noqa: E402
 from src.core import train  # noqa: E402
+from src.core.memory import training_flops_per_image  # noqa: E402
 from src.core.model import build_cnn  # noqa: E402
-
-
-def training_flops_per_image(cfg: ModelConfig, size: int = 32, channels: int = 3, classes: int = 10) -> float:
-    """Multiply-adds x 2 of one forward pass, x 3 for forward + backward."""
-    flops, features = 0.0, channels
-    for filters in cfg.conv_filters:
-        size -= cfg.kernel_size - 1
-        flops += 2 * cfg.kernel_size ** 2 * features * filters * size * size
-        size //= 2
-        features = filters
-    width = size * size * features
-    for units in [*cfg.dense_units, classes]:
-        flops += 2 * width * units
-        width = units
-    return 3 * flops
 
 
 def matmul_gflops(seconds: float = 2.0, n: int = 2048, dtype: str = "float32") -> float:

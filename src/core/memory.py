@@ -51,6 +51,21 @@ def count(cfg: ModelConfig, input_shape=IMAGE_SHAPE, classes: int = NUM_CLASSES)
     return params + (width + 1) * classes, kept + classes
 
 
+def training_flops_per_image(cfg: ModelConfig, size: int = 32, channels: int = 3, classes: int = NUM_CLASSES) -> float:
+    """Multiply-adds x 2 of one forward pass, x 3 for forward + backward."""
+    flops, features = 0.0, channels
+    for filters in cfg.conv_filters:
+        size -= cfg.kernel_size - 1
+        flops += 2 * cfg.kernel_size ** 2 * features * filters * size * size
+        size //= 2
+        features = filters
+    width = size * size * features
+    for units in [*cfg.dense_units, classes]:
+        flops += 2 * width * units
+        width = units
+    return 3 * flops
+
+
 def estimate_bytes(model: ModelConfig, trainer: TrainerConfig, images: int = 0) -> int:
     """Bytes to train `model` at `trainer.batch_size` on `images` (training + validation) images."""
     params, kept = count(model)
