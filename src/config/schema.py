@@ -264,7 +264,7 @@ class TunerConfig:
     # Parallel keras-tuner workers (>= 2 on this machine: an oracle process plus N worker
     # processes, src/jobs/distributed/workers.py); workers x worker_cpus should match the cores.
     workers: int = 1
-    # Where the chief and the workers run (src/config/cluster.py, README "A study's workers on several machines").
+    # Where the chief and the workers run (src/config/cluster.py, docs/clusters.md, "A study's workers on several machines").
     role: TunerRole = TunerRole.all
     launcher: TunerLauncher = TunerLauncher.local
     chief_address: Optional[str] = None  # host:port the workers connect to (and whose port the chief binds)

@@ -120,7 +120,7 @@ def test_a_worker_killed_without_restarts_left_fails_the_study_and_stops_the_oth
 
 
 def test_a_chief_and_workers_started_by_hand_run_one_study(synthetic_cifar, tracking_uri, tmp_path):
-    """What a SLURM job array does (README), on 127.0.0.1: one command per role."""
+    """What a SLURM job array does (docs/clusters.md, "By hand, e.g. a SLURM job"), on 127.0.0.1: one command per role."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
