@@ -2,6 +2,7 @@
 commit), and the time it spends in MLflow."""
 from __future__ import annotations
 
+import gc
 import logging
 import shlex
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Mapping, Optional
 
@@ -122,7 +124,8 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     try:
         yield run
         interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        release_interrupted_frames(stop)
         mlflow.end_run("KILLED")
         raise
     except BaseException:
@@ -131,6 +134,16 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     finally:
         HEARTBEAT.remove(run.info.run_id)
     mlflow.end_run("FINISHED")
+
+
+def release_interrupted_frames(stop: BaseException) -> None:
+    """Free what the frames a signal cut short still hold, before the run's last write.
+    A KeyboardInterrupt raised inside an MLflow write (an epoch's metrics) leaves that
+    SQLite statement alive in the traceback's frames; SQLAlchemy closes the connection,
+    but SQLite keeps its transaction, and the write lock, until the statement is freed:
+    ending the run then failed with "database is locked" (1 stop in 10 here)."""
+    traceback.clear_frames(stop.__traceback__)  # frames still executing are skipped
+    gc.collect()
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:

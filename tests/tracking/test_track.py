@@ -78,3 +78,25 @@ def test_unreachable_server_fails_fast():
 def test_flatten_names_nested_keys_with_dots():
     flat = runs.flatten({"model": {"filters": [32, 64], "dropout": 0.5}, "seed": 1, "tags": {}})
     assert flat == {"model.filters": "[32, 64]", "model.dropout": "0.5", "seed": "1", "tags": "{}"}
+
+
+def test_ctrl_c_inside_an_mlflow_write_still_ends_killed(tracking_uri, experiment):
+    """The signal can land inside MLflow's INSERT of an epoch's metrics (seen in CI: the
+    run then ended FAILED with "database is locked", and the command exited 1, not 143).
+    Raised here from SQLAlchemy's cursor event, at the same point the signal was."""
+    import sqlalchemy
+
+    engine = mlflow.tracking._tracking_service.utils._get_store().engine
+
+    def interrupt_metric_insert(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO METRICS"):
+            raise KeyboardInterrupt("received signal 15")
+
+    with pytest.raises(KeyboardInterrupt):
+        with runs.tracked_run("interrupted mid-write", experiment_id=experiment):
+            sqlalchemy.event.listen(engine, "after_cursor_execute", interrupt_metric_insert)
+            try:
+                mlflow.log_metrics({"loss": 1.0, "accuracy": 0.5}, step=1)
+            finally:
+                sqlalchemy.event.remove(engine, "after_cursor_execute", interrupt_metric_insert)
+    assert _only_run(tracking_uri, experiment).info.status == "KILLED"
