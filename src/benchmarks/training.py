@@ -60,39 +60,25 @@ def matmul_gflops(seconds: float = 2.0, n: int = 2048, dtype: str = "float32") -
     return 2 * n ** 3 * count / (time.perf_counter() - started) / 1e9
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds of each training epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: List[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._started)
-
-
 def notebook_way(splits, epochs: int) -> List[float]:
     """Exactly the notebook's calls (its architecture is the default ModelConfig),
     on float64 arrays as its `train_images / 255.0` gives."""
     keras.mixed_precision.set_global_policy("float32")
     model = build_cnn(ModelConfig())
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    timer = EpochTimer()
+    timer = train.TrainingClock()
     images = splits.x_train.astype(np.float64)
     model.fit(images, splits.y_train, epochs=1 + epochs, callbacks=[timer], verbose=0)
-    return timer.seconds[1:]
+    return timer.epoch_seconds[1:]
 
 
 def project_way(trainer: TrainerConfig) -> Callable:
     def run(splits, epochs: int) -> List[float]:
         model = train.prepare_model(ModelConfig(), trainer)
-        timer = EpochTimer()
+        timer = train.TrainingClock()
         train.fit(model, splits, dataclasses.replace(trainer, epochs=1 + epochs, verbose=0),
                   callbacks=[timer], validate=False)
-        return timer.seconds[1:]
+        return timer.epoch_seconds[1:]
     return run
 
 

@@ -25,15 +25,19 @@ class TrainingClock(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds = 0.0
+        self.epoch_seconds: List[float] = []
         self._epoch_started: Optional[float] = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.epoch_seconds)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = time.perf_counter()
 
     def _stop(self) -> None:
         if self._epoch_started is not None:
-            self.seconds += time.perf_counter() - self._epoch_started
+            self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
             self._epoch_started = None
 
     def on_test_begin(self, logs=None):
