@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 import statistics
 import time
 from typing import Dict, List, Optional, Tuple
 
-import keras_tuner  # noqa: F401 - imports TensorFlow here, where run.py catches its start-up noise
+import keras_tuner  # imports TensorFlow here, where run.py catches its start-up noise
 import numpy as np
 
 from src.config import Config, TunerKind, search_space
@@ -84,17 +85,15 @@ def plan(cfg: Config) -> Plan:
     return Plan(rounds, search, runs, runs * confirm_epochs)
 
 
+def _declared(cfg: Config) -> keras_tuner.HyperParameters:
+    hp = keras_tuner.HyperParameters()
+    search_space.declare(hp, cfg.tuner.search_space)
+    return hp
+
+
 def _grid_size(cfg: Config) -> int:
-    size = 1
-    for spec in cfg.tuner.search_space.values():
-        if HyperParameterType(spec.type) is HyperParameterType.choice:
-            size *= len(spec.values)
-        elif HyperParameterType(spec.type) is HyperParameterType.boolean:
-            size *= 2
-        elif HyperParameterType(spec.type) is not HyperParameterType.fixed:
-            step = spec.step or 1
-            size *= int(round((spec.max - spec.min) / step)) + 1
-    return size
+    """keras-tuner's own grid: its GridSearch walks each hyperparameter's `values`."""
+    return math.prod(len(list(spec.values)) for spec in _declared(cfg).space)
 
 
 def _expected_epochs(cfg: Config) -> int:
@@ -111,23 +110,17 @@ def _expected_epochs(cfg: Config) -> int:
 
 
 def sample_models(cfg: Config, count: int = PROBE_MODELS) -> List[Config]:
-    """`count` configurations of the space's model.* hyperparameters, drawn uniformly (seeded):
-    the study's models differ in cost by an order of magnitude, so one probe would mislead."""
-    rng = np.random.default_rng(cfg.tuner.seed)
+    """`count` configurations of the space's model.* hyperparameters, drawn as keras-tuner's
+    random search draws them (seeded): the study's models differ in cost by an order of
+    magnitude, so one probe would mislead. Dropout costs nothing and is left as configured."""
+    rng = random.Random(cfg.tuner.seed)
+    declared = _declared(cfg).space
     samples = []
     for _ in range(count):
-        values = {}
-        for spec in cfg.tuner.search_space.values():
-            if not spec.key.startswith("model.") or spec.key == "model.dropout":
-                continue  # dropout costs nothing
-            kind = HyperParameterType(spec.type)
-            if kind is HyperParameterType.choice:
-                values[spec.key] = spec.values[int(rng.integers(len(spec.values)))]
-            elif kind is HyperParameterType.int:
-                values[spec.key] = int(rng.integers(int(spec.min), int(spec.max) + 1))
-            elif kind is HyperParameterType.float:
-                values[spec.key] = float(rng.uniform(spec.min, spec.max))
-        samples.append(search_space.apply(cfg, values))
+        drawn = {spec.name: spec.random_sample(rng.randrange(2 ** 31)) for spec in declared}
+        values = search_space.config_values(drawn, cfg.tuner.search_space)
+        samples.append(search_space.apply(cfg, {key: value for key, value in values.items()
+                                                if key.startswith("model.") and key != "model.dropout"}))
     return samples
 
 

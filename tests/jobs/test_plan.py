@@ -36,3 +36,24 @@ def test_progress_counts_trials_and_projects_the_remaining_epochs():
     line = progress.line(2, 6, 6, {"tuner/bracket": 2, "tuner/round": 0})
     # 220 epochs remain at 10 s each, shared by 2 workers: 1,100 s.
     assert line == "trial 2 of 30 (bracket 2, round 0), search ETA 18 min"
+
+
+def test_plan_of_a_grid_counts_keras_tuners_grid():
+    from src.jobs import plan
+
+    # conf/tuner/search_space/filters_dropout.yaml: 3 x 3 x 4 filters, dropout 0..0.6 by 0.1 (7 values).
+    the_plan = plan.plan(composed("+experiment=tune_grid", "tuner/search_space=filters_dropout",
+                                  "tuner.max_trials=1000", "tuner.confirm.seeds=0"))
+    assert the_plan.trials == 3 * 3 * 4 * 7
+
+
+def test_probed_models_are_drawn_from_the_space_seeded_dropout_left_alone():
+    from src.jobs import plan
+
+    cfg = composed("+experiment=tune_hyperband", "tuner/search_space=filters_dropout", "model.dropout=0.25")
+    models = plan.sample_models(cfg, count=12)
+    assert models == plan.sample_models(cfg, count=12)  # seeded: the same plan twice
+    widths = [tuple(model.model.filters) for model in models]
+    assert all(f1 in (16, 32, 64) and f2 in (32, 64, 128) and f3 in (64, 128, 256, 512) for f1, f2, f3 in widths)
+    assert len(set(widths)) > 6  # drawn, not one configuration
+    assert {model.model.dropout for model in models} == {0.25}
