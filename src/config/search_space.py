@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.config.schema import Config, ConfigError, HyperParameter, HyperParameterType
+from src.config.schema import Config, ConfigError, HyperParameter, HyperParameterType, Sampling
 
 # Keys the tuner itself controls; Hyperband also sets the epochs.
 HYPERBAND_EPOCHS_KEY = "trainer.epochs"
@@ -82,7 +82,7 @@ def declare(hp, space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
             value = hp.Int(name, int(spec.min), int(spec.max), step=int(spec.step) if spec.step else None,
                            sampling=spec.sampling)
         elif kind is HyperParameterType.float:
-            value = hp.Float(name, float(spec.min), float(spec.max), step=spec.step, sampling=spec.sampling)
+            value = hp.Float(name, float(spec.min), _inclusive_max(spec), step=spec.step, sampling=spec.sampling)
         elif kind is HyperParameterType.choice:
             value = hp.Choice(name, list(spec.values))
         elif kind is HyperParameterType.boolean:
@@ -93,10 +93,23 @@ def declare(hp, space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
     return values
 
 
+def _inclusive_max(spec: HyperParameter) -> float:
+    """keras-tuner floors (max - min) / step with no slack for linear sampling, so 0.0..0.6 by
+    0.1 never draws 0.6 (keras-team/keras-tuner#1001; its log sampling has a slack of its own).
+    A sliver above max keeps max inclusive, as keras-tuner documents and the space reads."""
+    if spec.step and Sampling(spec.sampling) is Sampling.linear:
+        return float(spec.max) + abs(float(spec.step)) * 1e-9
+    return float(spec.max)
+
+
 def config_values(hp_values: Mapping[str, Any], space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
     """A trial's values by hyperparameter name -> {config key: value} (keras-tuner's own
-    `tuner/...` entries left out)."""
-    return {spec.key: hp_values[name] for name, spec in space.items() if name in hp_values}
+    `tuner/...` entries left out). Floats lose keras-tuner's drift (0.1 * 3 = 0.30000000000000004)."""
+    return {spec.key: _tidy(hp_values[name]) for name, spec in space.items() if name in hp_values}
+
+
+def _tidy(value: Any) -> Any:
+    return round(value, 10) if isinstance(value, float) else value
 
 
 def apply(base: Config, values: Mapping[str, Any], context: str = "") -> Config:

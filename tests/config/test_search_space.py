@@ -53,3 +53,19 @@ def test_the_card_space_on_a_model_with_fewer_blocks_is_refused_naming_the_key()
 def test_hyperband_may_not_tune_the_epochs_it_sets_itself():
     with pytest.raises(ConfigError, match="Hyperband sets the epochs itself"):
         composed("+experiment=tune_hyperband", "tuner/search_space=filters_dropout_epochs")
+
+
+def test_a_stepped_float_range_reaches_its_max_as_the_space_reads():
+    """keras-tuner alone never draws 0.6 from 0.0..0.6 by 0.1 (keras-team/keras-tuner#1001):
+    the card study's dropout would stop at 0.5 while its space and its report say 0.6."""
+    import keras_tuner
+
+    from src.config import search_space
+
+    cfg = composed("+experiment=card_study")
+    hp = keras_tuner.HyperParameters()
+    search_space.declare(hp, cfg.tuner.search_space)
+    dropout = next(spec for spec in hp.space if spec.name == "dropout")
+    drawn = {search_space.config_values({"dropout": dropout.random_sample(seed)}, cfg.tuner.search_space)
+             ["model.dropout"] for seed in range(400)}
+    assert drawn == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6}  # every step, max included, no float drift
