@@ -5,10 +5,14 @@ import multiprocessing
 import subprocess
 import sys
 
+import pytest
+
 from src.tracking import store
 
 from helpers import PROJECT_ROOT
 from store_race import open_fresh_store, race_a_foreign_migration, race_datasets
+
+pytestmark = pytest.mark.slow  # every test races processes on one store
 
 WRITER = """
 import sys, mlflow

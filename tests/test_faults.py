@@ -120,6 +120,7 @@ def test_no_data_dir_and_no_download_is_one_line_naming_what_to_set(tmp_path, tr
     assert all(run.info.status != "RUNNING" for run in all_runs(tracking_uri))
 
 
+@pytest.mark.slow  # starts src.run in a process of its own
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_epoch_ends_the_run_killed(signum, synthetic_cifar, tracking_uri):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -40,6 +40,7 @@ def report(uri, selector, out):
     return call_here(main, selector, "--tracking-uri", uri, "--out", str(out))
 
 
+@pytest.mark.slow  # reads a store built by an 8-job multirun
 def test_report_of_a_sweep(store, tmp_path):
     out = tmp_path / "report"
     result = report(store, "sweeps/grid", out)
@@ -65,6 +66,7 @@ def test_report_of_a_sweep(store, tmp_path):
         assert (out / "figures" / figure).stat().st_size > 1000, figure
 
 
+@pytest.mark.slow  # reads a store built by an 8-job multirun
 def test_report_is_reproducible(store, tmp_path):
     first, second = tmp_path / "one", tmp_path / "two"
     assert report(store, "grid", first).returncode == 0
@@ -75,6 +77,7 @@ def test_report_is_reproducible(store, tmp_path):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
+@pytest.mark.slow  # reads a store built by an 8-job multirun
 def test_unknown_selector_lists_the_experiments(store, tmp_path):
     result = report(store, "no-such-thing", tmp_path / "x")
     assert result.returncode != 0

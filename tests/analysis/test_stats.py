@@ -122,6 +122,7 @@ def hyperband_table(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # fANOVA with permutations over many synthetic trials
 def test_importances_per_budget_rank_the_driving_hyperparameter_first():
     frame = hyperband_table()
     params = ["trainer.epochs", "model.dropout", "model.width", "model.filters", "optimizer"]

@@ -22,6 +22,7 @@ def run_module(module: str, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # the benchmark's own process, training on real data
 def test_training_benchmark_quick_prints_its_figures():
     last = run_module("src.bench", "training", "--quick").strip().splitlines()[-1]
     match = re.fullmatch(r"speedup=([\d.]+) fast_speedup=([\d.]+) sweep_speedup=([\d.]+) ours_img_s=(\d+) "
@@ -33,6 +34,7 @@ def test_training_benchmark_quick_prints_its_figures():
     assert all(float(value) > 0 for value in match.groups())
 
 
+@pytest.mark.slow  # times multiruns on each launcher, in processes
 def test_launcher_benchmark_quick_prints_its_figures():
     last = run_module("src.bench", "sweep", "--quick").strip().splitlines()[-1]
     match = re.fullmatch(r"launcher_speedup=([\d.]+) sequential_img_s=(\d+) parallel_img_s=(\d+) jobs=2 "
@@ -50,6 +52,7 @@ FIDELITY_LINE = re.compile(
     r"setting=(?P<setting>\w+:\d+:\w+)")
 
 
+@pytest.mark.slow  # trains 8 configurations x 3 seeds x 2 settings
 def test_fidelity_benchmark_tiny_run_prints_its_figures(synthetic_cifar):
     """A smoke run on synthetic data, two candidates: the second (`auto` resolves as trainer=fast
     does here) gives the line before last, the first the last line."""

@@ -67,6 +67,7 @@ def test_a_run_too_big_fails_before_training(synthetic_cifar, tracking_uri):
     assert all_runs(tracking_uri) == []
 
 
+@pytest.mark.slow  # a whole study
 def test_a_study_records_a_trial_too_big_as_failed_and_goes_on(synthetic_cifar, tracking_uri, tmp_path):
     # GridSearch tries each width once: [8, 16] x 2048 = [16384, 32768] filters, about 78 GiB.
     big = memory.estimate_bytes(ModelConfig(filters=[8, 16], dense_units=[16], width=2048.0), TrainerConfig())

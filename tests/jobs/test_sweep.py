@@ -9,7 +9,8 @@ import pytest
 from helpers import TINY, run_cli, run_here, sweep_runs
 
 
-@pytest.mark.parametrize("launcher", ["basic", pytest.param("joblib", marks=pytest.mark.slow)])  # joblib: processes
+@pytest.mark.slow  # a multirun of four jobs (joblib: in processes)
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_four_job_multirun_is_grouped_under_one_parent(launcher, synthetic_cifar, tracking_uri, tmp_path):
     sweep_dir = tmp_path / "sweep"
     run = run_here if launcher == "basic" else run_cli  # joblib's workers are processes either way

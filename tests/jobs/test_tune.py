@@ -56,7 +56,8 @@ def artifacts(client, run_id, path=None):
     return set(found)
 
 
-@pytest.mark.parametrize("kind", ["random", "bayesian", "grid", "hyperband"])
+# The developer's loop runs one tuner; the full suite runs each.
+@pytest.mark.parametrize("kind", ["random", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("bayesian", "grid", "hyperband"))])
 def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, tracking_uri, tmp_path):
     result = run_here(*study_overrides(kind, synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=3"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -172,6 +173,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(synthetic_
     assert "(resumed)" in result.stdout
 
 
+@pytest.mark.slow  # two studies, one after the other
 def test_changed_config_refuses_to_resume_stale_state(synthetic_cifar, tracking_uri, tmp_path):
     first = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
                                       "tracking.log_model=false"))
@@ -187,6 +189,7 @@ def test_changed_config_refuses_to_resume_stale_state(synthetic_cifar, tracking_
     assert len(parents) == 2
 
 
+@pytest.mark.slow  # a study of ten trials
 def test_ten_trials_keep_memory_flat(synthetic_cifar, tracking_uri, tmp_path):
     """Keras sessions are cleared between trials: resident memory after the 10th
     trial stays within 150 MiB of what it was after the 3rd (first trials warm
@@ -218,6 +221,7 @@ def test_hyperband_may_not_tune_epochs(tracking_uri):
     assert "tuner.search_space.epochs.key='trainer.epochs'" in result.stderr and "Hyperband" in result.stderr
 
 
+@pytest.mark.slow  # the plan probes training speed on four models
 def test_plan_prints_the_cost_and_creates_no_run(synthetic_cifar, tmp_path):
     tracking_uri = f"sqlite:///{tmp_path / 'never-created.db'}"
     result = run_here(*study_overrides("hyperband", synthetic_cifar, tracking_uri, tmp_path, "tuner.plan=true"))
