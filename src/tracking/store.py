@@ -10,7 +10,6 @@ every run.
 """
 from __future__ import annotations
 
-import base64
 import os
 import shlex
 import sqlite3
@@ -100,39 +99,33 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
 
 
 def check_credentials(uri: str, timeout: float = 5.0) -> None:
-    """Ask the server for one experiment as MLflow's client would ask, with the
-    credentials MLflow takes from the environment (MLFLOW_TRACKING_USERNAME and
-    MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN). `/health` answers anyone,
-    so a server with authentication (`mlflow server --app-name basic-auth`) or
-    host protection (`--allowed-hosts`) would otherwise refuse the client only
-    later, in a traceback from deep inside MLflow. Other answers are left to MLflow."""
-    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    request = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
-    if username and password:
-        pair = base64.b64encode(f"{username}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {pair}")
-    elif token:
-        request.add_header("Authorization", f"Bearer {token}")
+    """Ask the server for one experiment with the credentials MLflow's own client would send
+    (MLflow builds them: MLFLOW_TRACKING_USERNAME/PASSWORD or ~/.mlflow/credentials, a token,
+    TLS settings). `/health` answers anyone, so a server with authentication
+    (`mlflow server --app-name basic-auth`) or host protection (`--allowed-hosts`) would
+    otherwise refuse the client only later, in a traceback from deep inside MLflow.
+    Other answers are left to MLflow."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as err:
-        body = err.read().decode(errors="replace")
-        if err.code == 401 and (username and password or token):
-            who = f"MLFLOW_TRACKING_USERNAME={username}" if username and password else "MLFLOW_TRACKING_TOKEN"
-            raise TrackingError(f"tracking server {uri} refused the credentials of {who} (HTTP 401): "
-                                "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD") from None
-        if err.code == 401:
-            raise TrackingError(f"tracking server {uri} requires a login (HTTP 401): set MLFLOW_TRACKING_USERNAME "
-                                "and MLFLOW_TRACKING_PASSWORD in the environment (never on the command line)") from None
-        if err.code == 403 and "Invalid Host header" in body:
-            host = urllib.parse.urlsplit(uri).netloc
-            raise TrackingError(f"tracking server {uri} refuses the host name {host} (HTTP 403, its --allowed-hosts "
-                                f"protection): use an address the server allows, or add {host} to its "
-                                "--allowed-hosts") from None
-    except (urllib.error.URLError, OSError):
-        pass  # answered /health a moment ago: whatever this is, MLflow's own retries and messages take it
+        response = http_request(creds, "/api/2.0/mlflow/experiments/search", "GET", params={"max_results": 1},
+                                max_retries=0, timeout=timeout, raise_on_status=False)
+    except Exception:  # noqa: BLE001 - answered /health a moment ago: MLflow's own retries and messages take it
+        return
+    if response.status_code == 401 and (creds.username and creds.password or creds.token):
+        who = f"MLFLOW_TRACKING_USERNAME={creds.username}" if creds.username and creds.password else "MLFLOW_TRACKING_TOKEN"
+        raise TrackingError(f"tracking server {uri} refused the credentials of {who} (HTTP 401): "
+                            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    if response.status_code == 401:
+        raise TrackingError(f"tracking server {uri} requires a login (HTTP 401): set MLFLOW_TRACKING_USERNAME "
+                            "and MLFLOW_TRACKING_PASSWORD in the environment (never on the command line)")
+    if response.status_code == 403 and "Invalid Host header" in response.text:
+        host = urllib.parse.urlsplit(uri).netloc
+        raise TrackingError(f"tracking server {uri} refuses the host name {host} (HTTP 403, its --allowed-hosts "
+                            f"protection): use an address the server allows, or add {host} to its "
+                            "--allowed-hosts")
 
 
 def check_sqlite_store(path: Path, timeout: Optional[float] = None) -> None:
