@@ -17,22 +17,28 @@ SEARCH_ONLY = ("trainer.verbose=0", "tuner.final_fit=checkpoint", "tuner.confirm
                "tracking.log_model=false", "tracking.register_best_as=null")
 
 
-def timed_study(label: str, overrides: Sequence[str], store: Path, experiment: str,
-                data_dir: Optional[str]) -> Tuple[float, List]:
-    """`python -m src.run <overrides>` with its store, tuner state and Hydra folder under
-    `store`; returns the wall seconds of the whole command and its FINISHED trial runs.
-    A failed study ends the benchmark with its stderr, naming `label`."""
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    command = [sys.executable, "-m", "src.run", *overrides, *SEARCH_ONLY, f"tracking.uri={uri}",
-               f"tracking.experiment={experiment}", f"tuner.directory={store / 'tuner'}",
-               f"hydra.run.dir={store / 'hydra' / experiment}", *([f"data.dir={data_dir}"] if data_dir else [])]
+def timed_command(label: str, args: Sequence[str], uri: str) -> float:
+    """`python -m src.run <args>` logging to the store at `uri`; returns its wall seconds.
+    A failed command ends the benchmark with its stderr, naming `label`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("MLFLOW_TRACKING_URI", None)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
+    done = subprocess.run([sys.executable, "-m", "src.run", *args, f"tracking.uri={uri}"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+    return wall
+
+
+def timed_study(label: str, overrides: Sequence[str], store: Path, experiment: str,
+                data_dir: Optional[str]) -> Tuple[float, List]:
+    """One study with its store, tuner state and Hydra folder under `store`; returns the wall
+    seconds of the whole command and its FINISHED trial runs."""
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    wall = timed_command(label, [*overrides, *SEARCH_ONLY, f"tracking.experiment={experiment}",
+                                 f"tuner.directory={store / 'tuner'}", f"hydra.run.dir={store / 'hydra' / experiment}",
+                                 *([f"data.dir={data_dir}"] if data_dir else [])], uri)
 
     from src.tracking.store import client as store_client
 

@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from src.config.paths import PROJECT_ROOT
+from src.benchmarks.commands import timed_command
 
 
 def run_sweep(launcher: str, args, store: Path, index: int, threads: int = 0) -> dict:
     experiment = f"bench_{launcher}{threads or ''}_{index}"
     seeds = ",".join(str(seed) for seed in range(1, args.jobs + 1))
-    command = [sys.executable, "-m", "src.run", "-m", f"+launcher={launcher}", f"seed={seeds}",
-               f"tracking.uri=sqlite:///{store / 'mlflow.db'}", f"tracking.experiment={experiment}",
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    command = ["-m", f"+launcher={launcher}", f"seed={seeds}", f"tracking.experiment={experiment}",
                f"data.limit_train={args.limit_train}", f"data.limit_test={args.limit_test}",
                f"trainer.epochs={args.epochs}", "trainer.verbose=0", "tracking.log_model=false",
                f"hydra.sweep.dir={store / experiment}"]
@@ -38,14 +35,11 @@ def run_sweep(launcher: str, args, store: Path, index: int, threads: int = 0) ->
         command.append(f"trainer.intra_op_threads={threads}")
     if args.data_dir:
         command.append(f"data.dir={args.data_dir}")
-    started = time.perf_counter()
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True, text=True,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    wall = time.perf_counter() - started
+    wall = timed_command(f"the {launcher} sweep", command, uri)
 
     from src.tracking.store import client as store_client
 
-    client = store_client(f"sqlite:///{store / 'mlflow.db'}")
+    client = store_client(uri)
     exp = client.get_experiment_by_name(experiment)
     jobs = [run for run in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in run.data.tags]
     images = sum(run.data.metrics["train_images_per_s"] * run.data.metrics["train_seconds"] for run in jobs)
