@@ -300,6 +300,30 @@ def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) 
     return None
 
 
+def edge_of_what_was_tried(best_value: Any, tried: Any, space_spec: Any, name: Optional[str] = None) -> Optional[str]:
+    """A warning if the best value is the largest (or smallest) value any trial drew while the
+    space offers more beyond it: nothing past it was tried, so the optimum may lie there. A
+    sampler can leave a bound undrawn by chance, or never draw it at all: keras-tuner never drew
+    0.6 from 0.0..0.6 by 0.1 (keras-team/keras-tuner#1001) before src/config/search_space.py
+    declared a sliver above max, and a study run before that still reads 0.6 in its space."""
+    if edge_of_space(best_value, space_spec, name) is not None:
+        return None  # the space's own edge: edge_of_space says it
+    spec = _spec_dict(space_spec)
+    label = name or spec.get("key") or "hyperparameter"
+    best = _as_number(best_value)
+    numbers = [n for n in (_as_number(v) for v in tried) if n is not None]
+    if best is None or len(set(numbers)) < 2:
+        return None
+    floor = LOWEST_POSSIBLE.get(spec.get("key") or label)
+    for bound, word in ((max(numbers), "largest"), (min(numbers), "smallest")):
+        if word == "smallest" and floor is not None and _same(bound, floor):
+            continue
+        if _same(best, bound):
+            return (f"{label}: best value {_show(best_value)} is the {word} any trial drew, and the space offers "
+                    f"values beyond it that no trial tried: search there")
+    return None
+
+
 def _same(x: float, y: float) -> bool:
     # Stepped floats drift (0.1 + 5 * 0.1 != 0.6); logged values may be rounded.
     return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)

@@ -402,7 +402,9 @@ def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> T
     for name in trials.names:
         if name not in values or name not in trials.space:
             continue
-        flag = importance.edge_of_space(values[name], trials.space[name], name)
+        flag = importance.edge_of_space(values[name], trials.space[name], name) or (
+            importance.edge_of_what_was_tried(values[name], trials.frame[name], trials.space[name], name)
+            if name in trials.frame else None)
         flags += [flag] if flag else []
         lines.append(f"- **{flag}**" if flag else f"- {name}: {_show(values[name])} is inside the range offered")
     return lines + [""], flags

@@ -13,6 +13,7 @@ from scipy import stats as scipy_stats
 from src.analysis.importance import (
     budget_importances,
     edge_of_space,
+    edge_of_what_was_tried,
     headline_budget,
     marginal_effects,
     seed_variance,
@@ -308,3 +309,17 @@ def test_edge_of_space_accepts_the_schema_and_ignores_unordered_choices():
     assert edge_of_space([64, 128], filters) is None
     assert edge_of_space("adam", {"key": "optimizer", "type": "choice", "values": ["adam", "sgd"]}) is None
     assert edge_of_space(0.3, {"key": "x", "type": "fixed", "value": 0.3}) is None
+
+
+def test_an_edge_of_what_the_trials_drew_is_flagged_where_the_space_offers_more():
+    """The card study run before keras-tuner#1001's workaround drew dropout 0.0-0.5 from a space
+    that reads 0.0-0.6: a winner at 0.5 is at the edge of what was searched."""
+    card_dropout = {**DROPOUT, "min": 0.0}
+    drawn = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.2]
+    flag = edge_of_what_was_tried(0.5, drawn, card_dropout, "dropout")
+    assert flag.startswith("dropout: best value 0.5 is the largest any trial drew")
+    assert edge_of_what_was_tried(0.3, drawn, card_dropout, "dropout") is None  # inside what was tried
+    assert edge_of_what_was_tried(0.6, drawn + [0.6], card_dropout, "dropout") is None  # the space's own edge
+    assert edge_of_what_was_tried(0.0, drawn, card_dropout, "dropout") is None  # no dropout: nothing below
+    assert "smallest any trial drew" in edge_of_what_was_tried(20, [20, 30, 40], {**EPOCHS, "min": 10, "max": 50})
+    assert edge_of_what_was_tried(64, [64, 64], {"type": "choice", "values": [16, 32, 64, 128]}) is None  # one value
