@@ -300,28 +300,50 @@ def edge_of_space(best_value: Any, space_spec: Any, name: Optional[str] = None) 
     return None
 
 
+UNTRIED = "that no trial drew: search there"
+
+
 def edge_of_what_was_tried(best_value: Any, tried: Any, space_spec: Any, name: Optional[str] = None) -> Optional[str]:
     """A warning if the best value is the largest (or smallest) value any trial drew while the
-    space offers more beyond it: nothing past it was tried, so the optimum may lie there. A
-    sampler can leave a bound undrawn by chance, or never draw it at all: keras-tuner never drew
-    0.6 from 0.0..0.6 by 0.1 (keras-team/keras-tuner#1001) before src/config/search_space.py
-    declared a sliver above max, and a study run before that still reads 0.6 in its space."""
+    space offers a value beyond it that no trial drew: the optimum may lie there. Only for
+    numeric choices and stepped linear ranges, whose values can be listed (a continuous range's
+    extreme draw is never its bound, and says nothing). A sampler can leave such a value undrawn
+    by chance or always: keras-tuner never drew 0.6 from 0.0..0.6 by 0.1
+    (keras-team/keras-tuner#1001) before src/config/search_space.py declared a sliver above max."""
     if edge_of_space(best_value, space_spec, name) is not None:
         return None  # the space's own edge: edge_of_space says it
     spec = _spec_dict(space_spec)
     label = name or spec.get("key") or "hyperparameter"
+    offered = _offered_values(spec)
     best = _as_number(best_value)
     numbers = [n for n in (_as_number(v) for v in tried) if n is not None]
-    if best is None or len(set(numbers)) < 2:
+    if best is None or not offered or len(set(numbers)) < 2:
         return None
     floor = LOWEST_POSSIBLE.get(spec.get("key") or label)
-    for bound, word in ((max(numbers), "largest"), (min(numbers), "smallest")):
+    top, bottom = max(numbers), min(numbers)
+    ends = (("largest", top, [v for v in offered if v > top and not _same(v, top)]),
+            ("smallest", bottom, [v for v in offered if v < bottom and not _same(v, bottom)][::-1]))
+    for word, bound, beyond in ends:
         if word == "smallest" and floor is not None and _same(bound, floor):
             continue
-        if _same(best, bound):
+        if _same(best, bound) and beyond:  # beyond what any trial drew: untried
             return (f"{label}: best value {_show(best_value)} is the {word} any trial drew, and the space offers "
-                    f"values beyond it that no trial tried: search there")
+                    f"{_show(beyond[0])} {UNTRIED}")
     return None
+
+
+def _offered_values(spec: Dict[str, Any]) -> List[float]:
+    """The values a numeric choice or a stepped linear range offers, sorted; else []."""
+    kind = getattr(spec.get("type"), "value", spec.get("type")) or "float"
+    if kind == "choice":
+        numbers = [_as_number(v) for v in spec.get("values") or []]
+        return sorted(numbers) if numbers and all(n is not None for n in numbers) else []
+    sampling = getattr(spec.get("sampling"), "value", spec.get("sampling")) or "linear"
+    if kind in ("int", "float") and spec.get("step") and sampling == "linear" and spec.get("min") is not None:
+        low, step = float(spec["min"]), float(spec["step"])
+        top = _highest_reachable(low, float(spec["max"]), step, sampling)
+        return [low + k * step for k in range(int(round((top - low) / step)) + 1)]
+    return []
 
 
 def _same(x: float, y: float) -> bool:

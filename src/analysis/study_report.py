@@ -245,9 +245,14 @@ def next_step(confirmed, flags: List[str], still_rising: List[str]) -> str:
     """One actionable sentence: an edge worth widening, more epochs, or that nothing here beats
     the baseline."""
     advice = []
-    if flags:
+    untried = [f for f in flags if f.endswith(importance.UNTRIED)]
+    at_edge = [f for f in flags if f not in untried]
+    if at_edge:
         advice.append("widen the space where the winner sits at its edge (" + "; ".join(
-            f.split(":")[0] for f in flags) + ")")
+            f.split(":")[0] for f in at_edge) + ")")
+    if untried:
+        advice.append("search the values the space offers beyond the winner's that no trial drew (" + "; ".join(
+            f.split(":")[0] for f in untried) + ")")
     if still_rising:
         advice.append(f"train longer: {', '.join(still_rising)} still improved at the last epoch")
     if confirmed is not None and confirmed.baseline_best:

@@ -317,9 +317,23 @@ def test_an_edge_of_what_the_trials_drew_is_flagged_where_the_space_offers_more(
     card_dropout = {**DROPOUT, "min": 0.0}
     drawn = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.2]
     flag = edge_of_what_was_tried(0.5, drawn, card_dropout, "dropout")
-    assert flag.startswith("dropout: best value 0.5 is the largest any trial drew")
+    assert flag == "dropout: best value 0.5 is the largest any trial drew, and the space offers 0.6 that no trial drew: search there"
     assert edge_of_what_was_tried(0.3, drawn, card_dropout, "dropout") is None  # inside what was tried
     assert edge_of_what_was_tried(0.6, drawn + [0.6], card_dropout, "dropout") is None  # the space's own edge
     assert edge_of_what_was_tried(0.0, drawn, card_dropout, "dropout") is None  # no dropout: nothing below
     assert "smallest any trial drew" in edge_of_what_was_tried(20, [20, 30, 40], {**EPOCHS, "min": 10, "max": 50})
     assert edge_of_what_was_tried(64, [64, 64], {"type": "choice", "values": [16, 32, 64, 128]}) is None  # one value
+    assert "offers 128" in edge_of_what_was_tried(64, [16, 64], {"type": "choice", "values": [16, 32, 64, 128]})
+    # A continuous range: its extreme draw is never its bound, and says nothing.
+    continuous = {"key": "trainer.learning_rate", "type": "float", "min": 1e-4, "max": 1e-2, "sampling": "log"}
+    assert edge_of_what_was_tried(0.009, [0.0002, 0.001, 0.009], continuous) is None
+
+
+def test_the_advice_tells_a_widening_from_an_untried_value():
+    from src.analysis.study_report import next_step
+
+    untried = edge_of_what_was_tried(0.5, [0.0, 0.3, 0.5], {**DROPOUT, "min": 0.0}, "dropout")
+    at_edge = edge_of_space(2.0, WIDTH)
+    assert next_step(None, [untried], []) == ("search the values the space offers beyond the winner's that no "
+                                              "trial drew (dropout).")
+    assert next_step(None, [at_edge], []) == "widen the space where the winner sits at its edge (model.width)."
