@@ -89,7 +89,7 @@ def declare(hp, space: Mapping[str, HyperParameter]) -> Dict[str, Any]:
             value = hp.Boolean(name)
         else:
             value = hp.Fixed(name, spec.value)
-        values[spec.key] = value
+        values[spec.key] = _tidy(value)
     return values
 
 
@@ -109,7 +109,7 @@ def config_values(hp_values: Mapping[str, Any], space: Mapping[str, HyperParamet
 
 
 def _tidy(value: Any) -> Any:
-    return round(value, 10) if isinstance(value, float) else value
+    return float(f"{value:.12g}") if isinstance(value, float) else value  # 12 significant digits
 
 
 def apply(base: Config, values: Mapping[str, Any], context: str = "") -> Config:

@@ -92,8 +92,9 @@ def _declared(cfg: Config) -> keras_tuner.HyperParameters:
 
 
 def _grid_size(cfg: Config) -> int:
-    """keras-tuner's own grid: its GridSearch walks each hyperparameter's `values`."""
-    return math.prod(len(list(spec.values)) for spec in _declared(cfg).space)
+    """keras-tuner's own grid: its GridSearch walks each hyperparameter's default, then its
+    other `values` (a float without a step: min, then 10 midpoints)."""
+    return math.prod(len({spec.default, *spec.values}) for spec in _declared(cfg).space)
 
 
 def _expected_epochs(cfg: Config) -> int:

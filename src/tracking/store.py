@@ -108,8 +108,8 @@ def check_credentials(uri: str, timeout: float = 5.0) -> None:
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
-    creds = get_default_host_creds(uri)
     try:
+        creds = get_default_host_creds(uri)
         response = http_request(creds, "/api/2.0/mlflow/experiments/search", "GET", params={"max_results": 1},
                                 max_retries=0, timeout=timeout, raise_on_status=False)
     except Exception:  # noqa: BLE001 - answered /health a moment ago: MLflow's own retries and messages take it
