@@ -231,7 +231,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert "Its hyperparameters: dropout=0.6, width=1." in note
 
 
-@pytest.mark.slow  # a study with its confirmation
+@pytest.mark.slow  # logs a 24-trial study and 9 confirmation runs, then reports it (~16 s; one such test stays in the loop)
 def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_difference(experiment, tmp_path):
     """Confirmation runs from before the true classes were logged: the study recorded the paired
     difference when it had the labels in memory; the report shows that rather than a weaker one."""
@@ -252,7 +252,7 @@ def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_d
     assert "Welch" not in text
 
 
-@pytest.mark.slow  # a study with its confirmation
+@pytest.mark.slow  # logs a 24-trial study and 9 confirmation runs, then reports it (~16 s; one such test stays in the loop)
 def test_when_the_baseline_is_best_on_validation_the_answer_says_so(experiment, tmp_path):
     """A study whose baseline configuration has the best mean validation accuracy over the
     confirmation seeds: no candidate is called the winner, and the next step says so."""

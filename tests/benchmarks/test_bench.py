@@ -22,7 +22,7 @@ def run_module(module: str, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.slow  # the benchmark's own process, training on real data
+@pytest.mark.slow  # the benchmark in its own process, training (on real data where ../shared has it)
 def test_training_benchmark_quick_prints_its_figures():
     last = run_module("src.bench", "training", "--quick").strip().splitlines()[-1]
     match = re.fullmatch(r"speedup=([\d.]+) fast_speedup=([\d.]+) sweep_speedup=([\d.]+) ours_img_s=(\d+) "
@@ -52,7 +52,7 @@ FIDELITY_LINE = re.compile(
     r"setting=(?P<setting>\w+:\d+:\w+)")
 
 
-@pytest.mark.slow  # trains 8 configurations x 3 seeds x 2 settings
+@pytest.mark.slow  # a benchmark in its own process: 3 configurations x 2 seeds in each of 3 settings
 def test_fidelity_benchmark_tiny_run_prints_its_figures(synthetic_cifar):
     """A smoke run on synthetic data, two candidates: the second (`auto` resolves as trainer=fast
     does here) gives the line before last, the first the last line."""
