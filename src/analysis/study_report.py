@@ -118,7 +118,8 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
             + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
-            f"- command: `{parent.data.tags.get('command', '?')}`, commit `{parent.data.tags.get('git_commit', '?')}`",
+            f"- command: `{parent.data.tags.get('command', '?')}`, "
+            + ("commits " if len(ran_at(parent)) > 1 else "commit ") + ", ".join(f"`{c}`" for c in ran_at(parent) or ["?"]),
             ""]
 
 
@@ -134,8 +135,8 @@ def history_lines(client, parent) -> List[str]:
         starts = [r.info.start_time for r in runs if r.info.start_time]
         ends = [r.info.end_time for r in runs if r.info.end_time]
         busy = sum((r.info.end_time - r.info.start_time) for r in runs if r.info.end_time and r.info.start_time)
-        commits = sorted({r.data.tags.get("git_commit", "?")[:7] + (" (uncommitted changes)" if
-                          r.data.tags.get("git_dirty") == "true" else "") for r in runs})
+        commits = sorted({commit[:7] + (" (uncommitted changes)" if r.data.tags.get("git_dirty") == "true" else "")
+                          for r in runs for commit in ran_at(r) or ["?"]})
         hosts = sorted({r.data.tags.get("host", "?") for r in runs})
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         rows.append({"stage": stage, "runs": len(runs), "first start": _when(min(starts)) if starts else "",
@@ -144,10 +145,25 @@ def history_lines(client, parent) -> List[str]:
                      "hosts": ", ".join(hosts)})
     if not rows:
         return []
+    info = parent.info  # the study's own run: from its first launch to its last end, every commit it ran at
+    ended = info.end_time if info.status != "RUNNING" else None  # a reopened run keeps its earlier end
+    rows.append({"stage": "whole study (parent run)", "runs": 1, "first start": _when(info.start_time),
+                 "last end": _when(ended) if ended else "(running)",
+                 "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended else "",
+                 "training runs' time (h)": "", "commits": ", ".join(c[:7] for c in ran_at(parent)) or "?",
+                 "hosts": parent.data.tags.get("host", "?")})
     return ["### Stages, commits and hosts", "",
-            "Read from the study's runs (a run's `git_commit` and `host` tags). The span includes the time a "
+            "Read from the study's runs (the commits each ran at, and its `host` tag). The span includes the time a "
             "study was stopped between sessions; the runs' time does not.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]
+
+
+def ran_at(run) -> List[str]:
+    """The commits a run ran at: `git_commits` (a resumed run lists each), else its `git_commit`,
+    else the commit MLflow itself records (runs from before the project tagged every run)."""
+    tags = run.data.tags
+    listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
+    return [c for c in listed.split(",") if c]
 
 
 def _when(milliseconds: int) -> str:

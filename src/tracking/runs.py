@@ -109,15 +109,20 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
                 nested: bool = False, experiment_id: Optional[str] = None,
                 parent_run_id: Optional[str] = None, run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
-    With `run_id`, an existing run is reopened (a resumed study)."""
-    all_tags = {**dict(tags or {}), **process_tags()}
+    With `run_id`, an existing run is reopened (a resumed study). Every run carries the commit
+    its process runs (tag `git_commit`); a reopened run also keeps each commit it ran at
+    (`git_commits`), so a resume that mixed code changes into a study is on record."""
+    commit = git_commit()
+    all_tags = {**commit, **dict(tags or {}), **process_tags()}
     # System metrics ("system/..."): CPU, memory, disk, network, sampled every 10 s by MLflow's
     # daemon thread, which end_run stops (a run shorter than that records none); a reopened
     # run continues their steps.
     if run_id:
+        earlier = mlflow.MlflowClient().get_run(run_id).data.tags
         run = mlflow.start_run(run_id=run_id, nested=nested, log_system_metrics=True)
-        mlflow.set_tags(all_tags)
+        mlflow.set_tags({**all_tags, **commits_ran_at(earlier, commit.get("git_commit"))})
     else:
+        all_tags.update(commits_ran_at({}, commit.get("git_commit")))
         run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested, experiment_id=experiment_id,
                                parent_run_id=parent_run_id, log_system_metrics=True)
     HEARTBEAT.add(run.info.run_id)
@@ -172,6 +177,14 @@ def git_commit() -> Dict[str, str]:
     return {"mlflow.source.git.commit": commit, "git_commit": commit, "git_dirty": str(dirty).lower()}
 
 
+def commits_ran_at(tags: Mapping[str, str], commit: Optional[str]) -> Dict[str, str]:
+    """The tag `git_commits`: the commits a run ran at, in order (a resumed run adds one)."""
+    known = [c for c in (tags.get("git_commits") or tags.get("git_commit") or "").split(",") if c]
+    if commit and commit not in known:
+        known.append(commit)
+    return {"git_commits": ",".join(known)} if known else {}
+
+
 def command_line(overrides: Optional[list] = None) -> str:
     """The command that reproduces this job: the launch command for a single
     run, the job's own overrides for a job of a multirun."""
@@ -180,7 +193,7 @@ def command_line(overrides: Optional[list] = None) -> str:
 
 
 def run_tags(extra: Optional[Mapping[str, str]] = None, overrides: Optional[list] = None) -> Dict[str, str]:
-    tags = {**git_commit(), "command": command_line(overrides),
+    tags = {"command": command_line(overrides),  # the commit: tracked_run, for every run
             "launch_command": shlex.join(["python", "-m", "src.run", *sys.argv[1:]])}
     tags.update({k: str(v) for k, v in (extra or {}).items()})
     return tags

@@ -267,3 +267,25 @@ def test_when_the_baseline_is_best_on_validation_the_answer_says_so(experiment, 
         assert "Confirmed winner" not in words
         assert "nothing in this space beats the baseline on validation" in words
     assert "| **baseline** (confirmed) |" in text
+
+
+def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
+    """A study resumed after a commit: its search ran at two commits (one run tagged only by
+    MLflow itself, as runs were before the project tagged each), its confirmation at one."""
+    from src.analysis import study_report
+
+    uri, experiment_id = experiment
+    parent = logged_run(experiment_id, "study", tags={"study": "resumed", "study_role": "parent", "host": "vm",
+                                                       "git_commits": f"{'a' * 40},{'b' * 40}"})
+    for trial, tags in enumerate(({"git_commit": "a" * 40}, {"mlflow.source.git.commit": "a" * 40},
+                                  {"git_commit": "b" * 40, "git_dirty": "true"})):
+        logged_run(experiment_id, f"trial {trial}", parent=parent,
+                   tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags})
+    logged_run(experiment_id, "confirm", parent=parent,
+               tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm"})
+    client = store.client(uri)
+    text = "\n".join(study_report.history_lines(client, client.get_run(parent)))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 |" in rows["search"]
+    assert "| bbbbbbb | vm |" in rows["confirmation"]
+    assert "aaaaaaa, bbbbbbb" in rows["whole study (parent run)"]

@@ -100,3 +100,19 @@ def test_ctrl_c_inside_an_mlflow_write_still_ends_killed(tracking_uri, experimen
             finally:
                 sqlalchemy.event.remove(engine, "after_cursor_execute", interrupt_metric_insert)
     assert _only_run(tracking_uri, experiment).info.status == "KILLED"
+
+
+def test_every_run_carries_its_commit_and_a_resumed_run_each_commit_it_ran_at(tracking_uri, experiment, monkeypatch):
+    def at(commit):
+        monkeypatch.setattr(runs, "git_commit", lambda: {"git_commit": commit, "git_dirty": "false"})
+
+    at("a" * 40)
+    with runs.tracked_run("study", experiment_id=experiment) as run:
+        pass
+    assert _only_run(tracking_uri, experiment).data.tags["git_commits"] == "a" * 40
+    at("b" * 40)  # the study resumed after a commit: both are on record, in order, and once each
+    for _ in range(2):
+        with runs.tracked_run(run_id=run.info.run_id):
+            pass
+    tags = _only_run(tracking_uri, experiment).data.tags
+    assert tags["git_commit"] == "b" * 40 and tags["git_commits"] == f"{'a' * 40},{'b' * 40}"
