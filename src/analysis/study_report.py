@@ -319,7 +319,8 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
                                                                       float_format="%.6g")
     headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
-    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(f"{r.hyperparameter} (p = {r.p_value:.3f})"
+    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(f"{r.hyperparameter} (p = {r.p_value:.3f}, "
+                                                           f"{r.p_adjusted:.3f} adjusted)"
                                                            for r in _significant(table).itertuples())
                  for value, table in sorted(tables.items()) if budget is not None and value != top
                  and len(_significant(table))]
@@ -332,7 +333,9 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
              "chance alone gives that hyperparameter as large an importance) and a 95 % bootstrap interval "
              f"({importance.BOOTSTRAPS} resamples of the trials). Only a hyperparameter with p < "
              f"{importance.SIGNIFICANCE} is named as mattering; with a handful of trials an importance of 0.5 "
-             "can be pure noise. "
+             "can be pure noise. `p_adjusted` counts every hyperparameter tested at the budget (Benjamini-Hochberg): "
+             "a hyperparameter whose p clears 0.05 only before that adjustment is named as a lead, not an "
+             "established effect. "
              + (f"Hyperband trains most trials for a few epochs and a few for many, and what matters after a few "
                 f"epochs need not be what matters after many, so each budget ({budget}) is analysed on its own and "
                 f"the {budget} are never ranked as a hyperparameter. " if budget else "")
@@ -364,7 +367,14 @@ def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], 
     named = ", ".join(f"{r.hyperparameter} {r.importance:.2f} (95 % {r.importance_low:.2f}-{r.importance_high:.2f}, "
                       f"p = {r.p_value:.3f})" for r in clear.itertuples())
     rest = measured[~measured.index.isin(clear.index)]
+    tested = int(measured["p_value"].notna().sum())
+    # Several hyperparameters tested at once: a lone p just under 0.05 is what chance gives one of them.
+    leads = clear[~(clear["p_adjusted"] < importance.SIGNIFICANCE)]
+    caveat = (f" Counting the {tested} hyperparameters tested here (Benjamini-Hochberg), "
+              + ", ".join(f"{r.hyperparameter}'s p is {r.p_adjusted:.3f}" for r in leads.itertuples())
+              + ": a lead to confirm, not an established effect." if len(leads) else "")
     return (f"What matters {at} (fANOVA, {trials} trials, permutation p < {importance.SIGNIFICANCE}): {named}."
+            + caveat
             + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else ""))
 
 
