@@ -396,12 +396,16 @@ def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[Lis
             interval = "" if math.isnan(effect.low) else f"{effect.low:.4f} to {effect.high:.4f}"
             rows.append({"hyperparameter": name, "value": _show(effect.value), "trials": effect.count,
                          "mean": effect.mean, "95% interval": interval})
-        p_value = effects.attrs.get("p_value", math.nan)
         tests.append({"hyperparameter": name, "values": len(effects),
-                      "F": effects.attrs.get("f_statistic", math.nan), "p_value": p_value,
-                      "residual variance from": effects.attrs.get("variance_source", "none"),
-                      "verdict": ("differs across values" if p_value < importance.SIGNIFICANCE else
-                                  "inside the noise" if not math.isnan(p_value) else "not testable")})
+                      "F": effects.attrs.get("f_statistic", math.nan), "p_value": effects.attrs.get("p_value", math.nan),
+                      "residual variance from": effects.attrs.get("variance_source", "none")})
+    if tests:  # as the importances: each hyperparameter's test counted among all of them
+        for test, p_adjusted in zip(tests, importance.adjusted([t["p_value"] for t in tests])):
+            p_value = test["p_value"]
+            test["p_adjusted"] = p_adjusted
+            test["verdict"] = ("differs across values" if p_adjusted < importance.SIGNIFICANCE else
+                               "a lead: only before counting the tests" if p_value < importance.SIGNIFICANCE else
+                               "inside the noise" if not math.isnan(p_value) else "not testable")
     if rows:
         where = f" at {_budget(trials.budget, top)}" if trials.budget else ""
         noise = (f"the study's own seed-to-seed variance (its confirmation runs: SD {math.sqrt(seed_var):.4f} "
@@ -412,7 +416,7 @@ def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[Lis
                   "hyperparameters. Each trial is one seed of one configuration, so each interval (t, 95 %) uses "
                   f"the larger of the pooled within-value variance and {noise}; a value tried once still gets an "
                   "interval. Each hyperparameter's values are tested against each other with a one-way F-test "
-                  "on the same variance.", "",
+                  "on the same variance; `p_adjusted` counts every hyperparameter tested (Benjamini-Hochberg).", "",
                   compare.markdown_table(pd.DataFrame(rows)), "",
                   compare.markdown_table(pd.DataFrame(tests)), ""]
     return lines, headline

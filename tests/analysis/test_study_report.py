@@ -204,6 +204,10 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert "### Marginal effects at 9 epochs" in text
     # Their intervals carry the seed-to-seed variance of the confirmation runs (SD 0.001 here).
     assert "the study's own seed-to-seed variance (its confirmation runs: SD 0.0010" in text
+    f_tests = text.split("### Marginal effects at 9 epochs")[1].split("| hyperparameter | values | F |")[1]
+    tests = {line.split("|")[1].strip(): line for line in f_tests.split("## Edges")[0].splitlines()
+             if line.startswith("| ")}
+    assert tests["dropout"].endswith("| differs across values |") and tests["width"].endswith("| inside the noise |")
 
     # The edge of the space: dropout's best value is the largest offered; width's is inside.
     assert "dropout: best value 0.6 is the largest offered (max 0.6): at the edge of the space: widen it" in text
