@@ -13,9 +13,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from src.config.paths import PROJECT_ROOT
+from src.core.native_log import native_stderr_to
+
 BENCHMARKS = {"training": "src.benchmarks.training", "sweep": "src.benchmarks.sweep",
               "tuner": "src.benchmarks.tuner", "fidelity": "src.benchmarks.fidelity",
               "study": "src.benchmarks.study"}
+# The others run `python -m src.run`, which keeps its own TensorFlow lines in the job's folder.
+TRAINS_HERE = ("training", "fidelity")
 
 
 def main(argv=None) -> int:
@@ -27,6 +32,10 @@ def main(argv=None) -> int:
     if name not in BENCHMARKS:
         print(f"error: unknown benchmark {name!r}: expected one of {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    if name in TRAINS_HERE and not any(a in ("-h", "--help") for a in argv):
+        # TensorFlow's start-up lines (the CUDA probe, oneDNN) to a log: the console shows the figures.
+        with native_stderr_to(PROJECT_ROOT / "outputs" / "bench" / "tensorflow.log"):
+            import src.core.train  # noqa: F401
     return importlib.import_module(BENCHMARKS[name]).main(argv) or 0
 
 

@@ -6,7 +6,6 @@ run. Returns the objective (test accuracy) for sweepers.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import ProjectError, register, validate
 from src.core import interrupt
+from src.core.native_log import native_stderr_to
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow errors surface as exceptions
 # MLflow's own INFO lines (database migrations) are not the run's news.
@@ -29,22 +29,6 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 # MLflow cannot tell which of two equal readers a file:// dataset source needs; either is right.
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 register()
-
-
-@contextlib.contextmanager
-def native_stderr_to(path: Path):
-    """Send what C++ code writes to stderr into `path` meanwhile. TensorFlow's
-    start-up lines (the CUDA probe, oneDNN notices) are written by absl before
-    TF_CPP_MIN_LOG_LEVEL applies, so only the file descriptor can catch them."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with path.open("ab") as sink:
-            os.dup2(sink.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _stop(error: Exception) -> None:

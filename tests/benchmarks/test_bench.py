@@ -19,7 +19,13 @@ def run_module(module: str, *args: str) -> str:
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    if args and args[0] in ("training", "fidelity"):  # they train in this process: TensorFlow's lines go to a log
+        assert not TENSORFLOW_NATIVE_LINE.search(result.stderr), result.stderr[-3000:]
     return result.stdout
+
+
+# absl's lines ("I0000 00:00:... cudart_stub.cc:31] Could not find cuda drivers") and its preamble.
+TENSORFLOW_NATIVE_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d|absl::InitializeLog", re.M)
 
 
 @pytest.mark.slow  # the benchmark in its own process, training (on real data where ../shared has it)
