@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from src.config.paths import PROJECT_ROOT
@@ -19,6 +20,8 @@ from src.core.native_log import native_stderr_to
 BENCHMARKS = {"training": "src.benchmarks.training", "sweep": "src.benchmarks.sweep",
               "tuner": "src.benchmarks.tuner", "fidelity": "src.benchmarks.fidelity",
               "study": "src.benchmarks.study"}
+# Read by TensorFlow once, at its import, which main() may do: before it, as src.run does.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The others run `python -m src.run`, which keeps its own TensorFlow lines in the job's folder.
 TRAINS_HERE = ("training", "fidelity")
 

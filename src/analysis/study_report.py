@@ -147,9 +147,10 @@ def history_lines(client, parent) -> List[str]:
         return []
     info = parent.info  # the study's own run: from its first launch to its last end, every commit it ran at
     ended = info.end_time if info.status != "RUNNING" else None  # a reopened run keeps its earlier end
-    rows.append({"stage": "whole study (parent run)", "runs": 1, "first start": _when(info.start_time),
-                 "last end": _when(ended) if ended else "(running)",
-                 "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended else "",
+    rows.append({"stage": "whole study (parent run)", "runs": 1,
+                 "first start": _when(info.start_time) if info.start_time else "",
+                 "last end": _when(ended) if ended else "(running)" if info.status == "RUNNING" else "",
+                 "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended and info.start_time else "",
                  "training runs' time (h)": "", "commits": ", ".join(c[:7] for c in ran_at(parent)) or "?",
                  "hosts": parent.data.tags.get("host", "?")})
     return ["### Stages, commits and hosts", "",
@@ -319,13 +320,13 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
                                                                       float_format="%.6g")
     headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
-    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(f"{r.hyperparameter} (p = {r.p_value:.3f}, "
-                                                           f"{r.p_adjusted:.3f} adjusted)"
-                                                           for r in _significant(table).itertuples())
-                 for value, table in sorted(tables.items()) if budget is not None and value != top
-                 and len(_significant(table))]
+    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(
+        f"{r.hyperparameter} (p = {r.p_value:.3f}, {r.p_adjusted:.3f} adjusted"
+        + ("" if r.p_adjusted < importance.SIGNIFICANCE else ": a lead") + ")"
+        for r in _significant(table).itertuples())
+        for value, table in sorted(tables.items()) if budget is not None and value != top and len(_significant(table))]
     if elsewhere:
-        headline += " At other budgets, above the noise: " + "; ".join(elsewhere) + "."
+        headline += " At other budgets, p < 0.05: " + "; ".join(elsewhere) + "."
     lines = ["## Which hyperparameters matter", "",
              f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, fixed seed) of `{objective}`: the share "
              "of its variance each hyperparameter explains. Each has its noise floor: a permutation p-value (the "
@@ -359,23 +360,31 @@ def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], 
     if measured.empty:
         return f"Importance {at}: none, {objective} does not vary over {trials} trials."
     clear = _significant(measured)
+    tested = int(measured["p_value"].notna().sum())
+    # Several hyperparameters tested at once: a lone p just under 0.05 is what chance gives one of them.
+    established = clear[clear["p_adjusted"] < importance.SIGNIFICANCE]
+    leads = clear[~clear.index.isin(established.index)]
+    rest = measured[~measured.index.isin(clear.index)]
     if clear.empty:
         p_values = measured["p_value"].dropna()
         spread = (f" (permutation p-values {p_values.min():.2f}-{p_values.max():.2f})" if len(p_values) else "")
         return (f"{at[0].upper()}{at[1:]} no hyperparameter's effect is distinguishable from noise in "
                 f"{trials} trials{spread}.")
-    named = ", ".join(f"{r.hyperparameter} {r.importance:.2f} (95 % {r.importance_low:.2f}-{r.importance_high:.2f}, "
-                      f"p = {r.p_value:.3f})" for r in clear.itertuples())
-    rest = measured[~measured.index.isin(clear.index)]
-    tested = int(measured["p_value"].notna().sum())
-    # Several hyperparameters tested at once: a lone p just under 0.05 is what chance gives one of them.
-    leads = clear[~(clear["p_adjusted"] < importance.SIGNIFICANCE)]
-    caveat = (f" Counting the {tested} hyperparameters tested here (Benjamini-Hochberg), "
-              + ", ".join(f"{r.hyperparameter}'s p is {r.p_adjusted:.3f}" for r in leads.itertuples())
-              + ": a lead to confirm, not an established effect." if len(leads) else "")
-    return (f"What matters {at} (fANOVA, {trials} trials, permutation p < {importance.SIGNIFICANCE}): {named}."
-            + caveat
-            + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else ""))
+
+    def named(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{r.hyperparameter} {r.importance:.2f} (95 % {r.importance_low:.2f}-"
+                         f"{r.importance_high:.2f}, p = {r.p_value:.3f}, {r.p_adjusted:.3f} adjusted)"
+                         for r in rows.itertuples())
+
+    sentence = (f"What matters {at} (fANOVA, {trials} trials, permutation p < {importance.SIGNIFICANCE} after "
+                f"counting the {tested} hyperparameters tested, Benjamini-Hochberg): {named(established)}."
+                if len(established) else
+                f"{at[0].upper()}{at[1:]} no hyperparameter's effect is established above the noise in {trials} "
+                f"trials once the {tested} hyperparameters tested are counted (Benjamini-Hochberg).")
+    if len(leads):
+        sentence += (f" A lead to confirm, not an established effect (p < {importance.SIGNIFICANCE} only before "
+                     f"that count): {named(leads)}.")
+    return sentence + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else "")
 
 
 def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[List[str], str]:

@@ -2,6 +2,7 @@
 commit), and the time it spends in MLflow."""
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import shlex
@@ -112,7 +113,7 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     With `run_id`, an existing run is reopened (a resumed study). Every run carries the commit
     its process runs (tag `git_commit`); a reopened run also keeps each commit it ran at
     (`git_commits`), so a resume that mixed code changes into a study is on record."""
-    commit = git_commit()
+    commit = dict(git_commit())
     all_tags = {**commit, **dict(tags or {}), **process_tags()}
     # System metrics ("system/..."): CPU, memory, disk, network, sampled every 10 s by MLflow's
     # daemon thread, which end_run stops (a run shorter than that records none); a reopened
@@ -163,7 +164,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
     return flat
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> Dict[str, str]:
+    """The commit this process runs, read once: the code it loaded at its start, whatever
+    is committed or edited while it runs."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True,
                               text=True, timeout=10).stdout.strip()

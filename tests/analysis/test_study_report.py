@@ -199,8 +199,8 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert by_budget[(9, "dropout")] >= 0.05 and all(by_budget[(b, "width")] >= 0.05 for b in (1, 3, 9))
     assert "At 9 epochs no hyperparameter's effect is distinguishable from noise in 6 trials" in text
     # 1/21 is the smallest p 20 shuffles can give; counting the 2 hyperparameters tested doubles it.
-    assert ("At other budgets, above the noise: 1 epoch: dropout (p = 0.048, 0.095 adjusted); "
-            "3 epochs: dropout (p = 0.048, 0.095 adjusted).") in text
+    assert ("At other budgets, p < 0.05: 1 epoch: dropout (p = 0.048, 0.095 adjusted: a lead); "
+            "3 epochs: dropout (p = 0.048, 0.095 adjusted: a lead).") in text
     assert "### Marginal effects at 9 epochs" in text
     # Their intervals carry the seed-to-seed variance of the confirmation runs (SD 0.001 here).
     assert "the study's own seed-to-seed variance (its confirmation runs: SD 0.0010" in text
@@ -310,8 +310,15 @@ def test_a_p_value_that_clears_only_before_counting_the_tests_is_named_a_lead():
                           "importance_high": [0.8, 0.5, 0.3, 0.3], "p_value": p_values,
                           "p_adjusted": importance.adjusted(p_values)})
     headline = study_report.importance_headline(table, 8, "20 epochs", "val_accuracy")
-    assert "filters2 0.60 (95 % 0.30-0.80, p = 0.001), dropout 0.20 (95 % 0.05-0.50, p = 0.030)" in headline
-    assert ("Counting the 4 hyperparameters tested here (Benjamini-Hochberg), dropout's p is 0.060: "
-            "a lead to confirm, not an established effect.") in headline
-    assert "filters2's p" not in headline
-    assert "Not distinguishable from noise: filters1, filters3." in headline
+    assert headline.startswith("What matters at 20 epochs (fANOVA, 8 trials, permutation p < 0.05 after counting "
+                               "the 4 hyperparameters tested, Benjamini-Hochberg): filters2 0.60 (95 % 0.30-0.80, "
+                               "p = 0.001, 0.004 adjusted).")
+    assert (" A lead to confirm, not an established effect (p < 0.05 only before that count): dropout 0.20 "
+            "(95 % 0.05-0.50, p = 0.030, 0.060 adjusted).") in headline
+    assert headline.endswith(" Not distinguishable from noise: filters1, filters3.")
+    # Only leads: nothing is said to matter.
+    only_leads = table.assign(p_value=[0.03, 0.04, 0.4, 0.8], p_adjusted=importance.adjusted([0.03, 0.04, 0.4, 0.8]))
+    headline = study_report.importance_headline(only_leads, 8, "20 epochs", "val_accuracy")
+    assert headline.startswith("At 20 epochs no hyperparameter's effect is established above the noise in 8 trials "
+                               "once the 4 hyperparameters tested are counted")
+    assert "What matters" not in headline and "A lead to confirm" in headline
