@@ -20,6 +20,7 @@ import pandas as pd
 
 from src.analysis import compare, confirmation, importance, study_figures
 from src.tracking import logged
+from src.tracking.runs import ran_at
 from src.tracking.store import child_runs
 
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
@@ -157,14 +158,6 @@ def history_lines(client, parent) -> List[str]:
             "Read from the study's runs (the commits each ran at, and its `host` tag). The span includes the time a "
             "study was stopped between sessions; the runs' time does not.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]
-
-
-def ran_at(run) -> List[str]:
-    """The commits a run ran at: `git_commits` (a resumed run lists each), else its `git_commit`,
-    else the commit MLflow itself records (runs from before the project tagged every run)."""
-    tags = run.data.tags
-    listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
-    return [c for c in listed.split(",") if c]
 
 
 def _when(milliseconds: int) -> str:

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import mlflow
 import psutil
@@ -181,9 +181,20 @@ def git_commit() -> Dict[str, str]:
     return {"mlflow.source.git.commit": commit, "git_commit": commit, "git_dirty": str(dirty).lower()}
 
 
+def ran_at(run) -> List[str]:
+    """The commits a run ran at: `git_commits` (a resumed run lists each), else its `git_commit`,
+    else the commit MLflow itself records (runs from before the project tagged every run)."""
+    return _listed_commits(run.data.tags)
+
+
+def _listed_commits(tags: Mapping[str, str]) -> List[str]:
+    listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
+    return [c for c in listed.split(",") if c]
+
+
 def commits_ran_at(tags: Mapping[str, str], commit: Optional[str]) -> Dict[str, str]:
     """The tag `git_commits`: the commits a run ran at, in order (a resumed run adds one)."""
-    known = [c for c in (tags.get("git_commits") or tags.get("git_commit") or "").split(",") if c]
+    known = _listed_commits(tags)
     if commit and commit not in known:
         known.append(commit)
     return {"git_commits": ",".join(known)} if known else {}
