@@ -105,6 +105,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
               else f"max_trials={p.get('tuner.max_trials')}")
     epochs = int(np.nansum(frame["epochs_trained"]))
     hours = np.nansum(frame["seconds"]) / 3600
+    commits = ran_at(parent)
     space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p
                              if k.startswith("tuner.search_space.") and k.endswith(".key")))
     return ["## Study", "",
@@ -120,7 +121,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
             + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
             f"- command: `{parent.data.tags.get('command', '?')}`, "
-            + ("commits " if len(ran_at(parent)) > 1 else "commit ") + ", ".join(f"`{c}`" for c in ran_at(parent) or ["?"]),
+            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(f"`{c}`" for c in commits or ["?"]),
             ""]
 
 
