@@ -106,6 +106,18 @@ def adjusted(p_values: List[float]) -> List[float]:
     return result.tolist()
 
 
+def evidence(p_value: float, p_adjusted: float) -> str:
+    """What a test's p-values let the report say, one rule for every table and sentence:
+    "established" (p < SIGNIFICANCE after counting every test at the budget), "lead" (only before
+    that count: a lone p just under 0.05 is what chance gives one of several), "noise", or
+    "untestable" (no p-value)."""
+    if math.isnan(p_value):
+        return "untestable"
+    if not math.isnan(p_adjusted) and p_adjusted < SIGNIFICANCE:
+        return "established"
+    return "lead" if p_value < SIGNIFICANCE else "noise"
+
+
 def headline_budget(result: Dict[Hashable, pd.DataFrame], counts: Dict[Hashable, int],
                     min_trials: int = 6) -> Optional[Hashable]:
     """The highest budget with at least `min_trials` trials and a table in `result`:

@@ -316,7 +316,7 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
     elsewhere = [f"{_budget(budget, value)}: " + ", ".join(
         f"{r.hyperparameter} (p = {r.p_value:.3f}, {r.p_adjusted:.3f} adjusted"
-        + ("" if r.p_adjusted < importance.SIGNIFICANCE else ": a lead") + ")"
+        + ("" if importance.evidence(r.p_value, r.p_adjusted) == "established" else ": a lead") + ")"
         for r in _significant(table).itertuples())
         for value, table in sorted(tables.items()) if budget is not None and value != top and len(_significant(table))]
     if elsewhere:
@@ -343,8 +343,9 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     return lines, headline, top
 
 
-def _significant(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["p_value"] < importance.SIGNIFICANCE]
+def _significant(table: pd.DataFrame, kinds=("established", "lead")) -> pd.DataFrame:
+    """The rows whose evidence (importance.evidence) is one of `kinds`."""
+    return table[[importance.evidence(p, q) in kinds for p, q in zip(table["p_value"], table["p_adjusted"])]]
 
 
 def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], objective: str) -> str:
@@ -355,9 +356,7 @@ def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], 
         return f"Importance {at}: none, {objective} does not vary over {trials} trials."
     clear = _significant(measured)
     tested = int(measured["p_value"].notna().sum())
-    # Several hyperparameters tested at once: a lone p just under 0.05 is what chance gives one of them.
-    established = clear[clear["p_adjusted"] < importance.SIGNIFICANCE]
-    leads = clear[~clear.index.isin(established.index)]
+    established, leads = _significant(measured, ("established",)), _significant(measured, ("lead",))
     rest = measured[~measured.index.isin(clear.index)]
     if clear.empty:
         p_values = measured["p_value"].dropna()
@@ -406,9 +405,10 @@ def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[Lis
         for test, p_adjusted in zip(tests, importance.adjusted([t["p_value"] for t in tests])):
             p_value = test["p_value"]
             test["p_adjusted"] = p_adjusted
-            test["verdict"] = ("differs across values" if p_adjusted < importance.SIGNIFICANCE else
-                               "a lead: only before counting the tests" if p_value < importance.SIGNIFICANCE else
-                               "inside the noise" if not math.isnan(p_value) else "not testable")
+            test["verdict"] = {"established": "differs across values",
+                               "lead": "a lead: only before counting the tests",
+                               "noise": "inside the noise",
+                               "untestable": "not testable"}[importance.evidence(p_value, p_adjusted)]
     if rows:
         where = f" at {_budget(trials.budget, top)}" if trials.budget else ""
         noise = (f"the study's own seed-to-seed variance (its confirmation runs: SD {math.sqrt(seed_var):.4f} "

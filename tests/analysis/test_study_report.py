@@ -322,3 +322,17 @@ def test_a_p_value_that_clears_only_before_counting_the_tests_is_named_a_lead():
     assert headline.startswith("At 20 epochs no hyperparameter's effect is established above the noise in 8 trials "
                                "once the 4 hyperparameters tested are counted")
     assert "What matters" not in headline and "A lead to confirm" in headline
+
+
+def test_one_rule_says_what_a_test_established():
+    """importance.evidence is the rule the headline, the other budgets' notes and the F-tests'
+    verdicts share: established only after the count, a lead before it, else noise."""
+    from src.analysis import importance
+
+    nan = float("nan")
+    assert importance.evidence(0.001, 0.004) == "established"
+    assert importance.evidence(0.03, 0.06) == "lead"
+    assert importance.evidence(0.4, 0.53) == "noise"
+    assert importance.evidence(0.05, 0.05) == "noise"  # the boundary is excluded, as p < 0.05 says
+    assert importance.evidence(nan, nan) == "untestable"
+    assert importance.evidence(0.01, nan) == "lead"  # an unadjusted p never establishes on its own
