@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List
 
 from src.analysis import compare
-from src.tracking.runs import ran_at
+from src.tracking.runs import commit_labels
 
 FIGURES = ["figures/learning_curves.png", "figures/test_confusion_matrix.png",
            "figures/test_confusion_matrix_normalized.png"]
@@ -52,8 +52,7 @@ def run_section(client, run, out_dir: Path, heading: str = "Run") -> List[str]:
         f"at {metrics.get('train_images_per_s', 0):,.0f} images/s",
         f"- data: `{params.get('data.dir')}` ({params.get('data.train_images')} train / "
         f"{params.get('data.val_images')} validation / {params.get('data.test_images')} test images)",
-        f"- MLflow run `{run_id}`, commit `{', '.join(ran_at(run)) or 'unknown'}`"
-        f"{' (uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}",
+        f"- MLflow run `{run_id}`, commit {', '.join(commit_labels(run, length=40, quote='`')) or 'unknown'}",
         f"- command: `{tags.get('command', 'unknown')}`",
         "",
         "### Per-epoch accuracy",

@@ -20,7 +20,7 @@ import pandas as pd
 
 from src.analysis import compare, confirmation, importance, study_figures
 from src.tracking import logged
-from src.tracking.runs import ran_at
+from src.tracking.runs import commit_labels
 from src.tracking.store import child_runs
 
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
@@ -105,7 +105,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
               else f"max_trials={p.get('tuner.max_trials')}")
     epochs = int(np.nansum(frame["epochs_trained"]))
     hours = np.nansum(frame["seconds"]) / 3600
-    commits = ran_at(parent)
+    commits = commit_labels(parent, length=40, quote="`")
     space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p
                              if k.startswith("tuner.search_space.") and k.endswith(".key")))
     return ["## Study", "",
@@ -121,7 +121,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
             + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
             f"- command: `{parent.data.tags.get('command', '?')}`, "
-            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(f"`{c}`" for c in commits or ["?"]),
+            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(commits or ["?"]),
             ""]
 
 
@@ -137,8 +137,7 @@ def history_lines(client, parent) -> List[str]:
         starts = [r.info.start_time for r in runs if r.info.start_time]
         ends = [r.info.end_time for r in runs if r.info.end_time]
         busy = sum((r.info.end_time - r.info.start_time) for r in runs if r.info.end_time and r.info.start_time)
-        commits = sorted({commit[:7] + (" (uncommitted changes)" if r.data.tags.get("git_dirty") == "true" else "")
-                          for r in runs for commit in ran_at(r) or ["?"]})
+        commits = sorted({label for r in runs for label in commit_labels(r) or ["?"]})
         hosts = sorted({r.data.tags.get("host", "?") for r in runs})
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         rows.append({"stage": stage, "runs": len(runs), "first start": _when(min(starts)) if starts else "",
@@ -153,7 +152,7 @@ def history_lines(client, parent) -> List[str]:
                  "first start": _when(info.start_time) if info.start_time else "",
                  "last end": _when(ended) if ended else "(running)" if info.status == "RUNNING" else "",
                  "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended and info.start_time else "",
-                 "training runs' time (h)": "", "commits": ", ".join(c[:7] for c in ran_at(parent)) or "?",
+                 "training runs' time (h)": "", "commits": ", ".join(commit_labels(parent)) or "?",
                  "hosts": parent.data.tags.get("host", "?")})
     return ["### Stages, commits and hosts", "",
             "Read from the study's runs (the commits each ran at, and its `host` tag). The span includes the time a "

@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import mlflow
 import psutil
@@ -121,9 +121,9 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     if run_id:
         earlier = mlflow.MlflowClient().get_run(run_id).data.tags
         run = mlflow.start_run(run_id=run_id, nested=nested, log_system_metrics=True)
-        mlflow.set_tags({**all_tags, **commits_ran_at(earlier, commit.get("git_commit"))})
+        mlflow.set_tags({**all_tags, **commits_ran_at(earlier, commit.get("git_commit"), commit.get("git_dirty") == "true")})
     else:
-        all_tags.update(commits_ran_at({}, commit.get("git_commit")))
+        all_tags.update(commits_ran_at({}, commit.get("git_commit"), commit.get("git_dirty") == "true"))
         run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested, experiment_id=experiment_id,
                                parent_run_id=parent_run_id, log_system_metrics=True)
     HEARTBEAT.add(run.info.run_id)
@@ -181,22 +181,38 @@ def git_commit() -> Dict[str, str]:
     return {"mlflow.source.git.commit": commit, "git_commit": commit, "git_dirty": str(dirty).lower()}
 
 
-def ran_at(run) -> List[str]:
-    """The commits a run ran at: `git_commits` (a resumed run lists each), else its `git_commit`,
-    else the commit MLflow itself records (runs from before the project tagged every run)."""
+DIRTY = "-dirty"  # git describe's mark: that resume ran with uncommitted changes
+
+
+def ran_at(run) -> List[Tuple[str, bool]]:
+    """The commits a run ran at, each with whether it had uncommitted changes: `git_commits`
+    (a resumed run lists each), else its `git_commit`, else the commit MLflow itself records
+    (runs from before the project tagged every run)."""
     return _listed_commits(run.data.tags)
 
 
-def _listed_commits(tags: Mapping[str, str]) -> List[str]:
+def commit_labels(run, length: int = 7, quote: str = "") -> List[str]:
+    """`ran_at` as the reports print it: 'abc1234', or 'abc1234 (uncommitted changes)'
+    (`quote`: '`' for Markdown code around the commit)."""
+    return [f"{quote}{commit[:length]}{quote}" + (" (uncommitted changes)" if dirty else "")
+            for commit, dirty in ran_at(run)]
+
+
+def _listed_commits(tags: Mapping[str, str]) -> List[Tuple[str, bool]]:
     listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
-    return [c for c in listed.split(",") if c]
+    entries = [(c.removesuffix(DIRTY), c.endswith(DIRTY)) for c in listed.split(",") if c]
+    if entries and tags.get("git_dirty") == "true":  # the last process's own flag (lists before the mark had none)
+        entries[-1] = (entries[-1][0], True)
+    return entries
 
 
-def commits_ran_at(tags: Mapping[str, str], commit: Optional[str]) -> Dict[str, str]:
-    """The tag `git_commits`: the commits a run ran at, in order (a resumed run adds one)."""
-    known = _listed_commits(tags)
-    if commit and commit not in known:
-        known.append(commit)
+def commits_ran_at(tags: Mapping[str, str], commit: Optional[str], dirty: bool = False) -> Dict[str, str]:
+    """The tag `git_commits`: the commits a run ran at, in order, a commit run with uncommitted
+    changes marked `-dirty` (so a resume with edits stays on record after a clean one)."""
+    known = [c + (DIRTY if d else "") for c, d in _listed_commits(tags)]
+    entry = commit + (DIRTY if dirty else "") if commit else None
+    if entry and entry not in known:
+        known.append(entry)
     return {"git_commits": ",".join(known)} if known else {}
 
 

@@ -282,7 +282,7 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
 
     uri, experiment_id = experiment
     parent = logged_run(experiment_id, "study", tags={"study": "resumed", "study_role": "parent", "host": "vm",
-                                                       "git_commits": f"{'a' * 40},{'b' * 40}"})
+                                                       "git_commits": f"{'a' * 40}-dirty,{'b' * 40}"})
     for trial, tags in enumerate(({"git_commit": "a" * 40}, {"mlflow.source.git.commit": "a" * 40},
                                   {"git_commit": "b" * 40, "git_dirty": "true"})):
         logged_run(experiment_id, f"trial {trial}", parent=parent,
@@ -294,7 +294,7 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 |" in rows["search"]
     assert "| bbbbbbb | vm |" in rows["confirmation"]
-    assert "aaaaaaa, bbbbbbb" in rows["whole study (parent run)"]
+    assert "aaaaaaa (uncommitted changes), bbbbbbb |" in rows["whole study (parent run)"]
 
 
 def test_a_p_value_that_clears_only_before_counting_the_tests_is_named_a_lead():

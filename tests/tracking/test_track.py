@@ -116,3 +116,14 @@ def test_every_run_carries_its_commit_and_a_resumed_run_each_commit_it_ran_at(tr
             pass
     tags = _only_run(tracking_uri, experiment).data.tags
     assert tags["git_commit"] == "b" * 40 and tags["git_commits"] == f"{'a' * 40},{'b' * 40}"
+    # Resumed at the same commit with uncommitted edits, then clean again: the edited resume stays on record.
+    monkeypatch.setattr(runs, "git_commit", lambda: {"git_commit": "b" * 40, "git_dirty": "true"})
+    with runs.tracked_run(run_id=run.info.run_id):
+        pass
+    at("b" * 40)
+    with runs.tracked_run(run_id=run.info.run_id):
+        pass
+    finished = _only_run(tracking_uri, experiment)
+    assert finished.data.tags["git_commits"] == f"{'a' * 40},{'b' * 40},{'b' * 40}-dirty"
+    assert runs.commit_labels(finished) == ["aaaaaaa", "bbbbbbb", "bbbbbbb (uncommitted changes)"]
+    assert runs.commit_labels(finished, length=40, quote="`")[-1] == f"`{'b' * 40}` (uncommitted changes)"
