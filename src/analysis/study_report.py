@@ -114,15 +114,21 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             "(see the run's `search_space.json`)",
             f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
             f"{hours:.2f} h of trial time on this machine",
-            f"- winner: trial {p.get('final.trial_id')}, hyperparameters "
-            f"{', '.join(f'{k[5:]}={_number(v)}' for k, v in sorted(p.items()) if k.startswith('best.') and '/' not in k)}; "
-            f"final model: `{p.get('final.mode')}`"
-            + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
-               " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
-            + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}",
+            _winner_line(p, m),
             f"- command: `{parent.data.tags.get('command', '?')}`, "
             + ("commits " if len(commits) > 1 else "commit ") + ", ".join(commits or ["?"]),
             ""]
+
+
+def _winner_line(p: Dict[str, str], m: Dict[str, float]) -> str:
+    best = ", ".join(f"{k[5:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("best.") and "/" not in k)
+    if p.get("final.trial_id") is None:  # reported while it runs, or stopped before its final model
+        return ("- winner: not chosen yet (the study has not reached its final model)"
+                + (f"; best trial so far: {best}" if best else ""))
+    return (f"- winner: trial {p.get('final.trial_id')}, hyperparameters {best}; final model: `{p.get('final.mode')}`"
+            + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
+               " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
+            + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}")
 
 
 def history_lines(client, parent) -> List[str]:

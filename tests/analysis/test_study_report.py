@@ -336,3 +336,26 @@ def test_one_rule_says_what_a_test_established():
     assert importance.evidence(0.05, 0.05) == "noise"  # the boundary is excluded, as p < 0.05 says
     assert importance.evidence(nan, nan) == "untestable"
     assert importance.evidence(0.01, nan) == "lead"  # an unadjusted p never establishes on its own
+
+
+def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
+    """src.report during a study (or after one stopped before its final model): the Study section
+    names the best trial so far, not 'trial None ... test accuracy nan'."""
+    from src.analysis import study_report
+
+    uri, experiment_id = experiment
+    frame = pd.DataFrame({"epochs_trained": [3, 20], "seconds": [60.0, 900.0]})
+    running = logged_run(experiment_id, "study", tags={"study": "running", "study_role": "parent"},
+                         params={"tuner.kind": "hyperband", "best.dropout": "0.1", "best.filters2": "128"})
+    client = store.client(uri)
+    text = "\n".join(study_report.settings_lines(client.get_run(running), frame))
+    assert "- winner: not chosen yet (the study has not reached its final model); best trial so far: " \
+           "dropout=0.1, filters2=128" in text
+    winner = next(line for line in text.splitlines() if line.startswith("- winner"))
+    assert "None" not in winner and "nan" not in winner
+    ended = logged_run(experiment_id, "study", tags={"study": "ended", "study_role": "parent"},
+                       params={"tuner.kind": "hyperband", "best.dropout": "0.1", "final.trial_id": "0025",
+                               "final.mode": "checkpoint"}, metrics={"test_accuracy": 0.7})
+    text = "\n".join(study_report.settings_lines(client.get_run(ended), frame))
+    assert "- winner: trial 0025, hyperparameters dropout=0.1; final model: `checkpoint` (its best-epoch " \
+           "checkpoint); test accuracy 0.7000" in text
