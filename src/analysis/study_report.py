@@ -146,7 +146,12 @@ def history_lines(client, parent) -> List[str]:
         commits = sorted({label for r in runs for label in commit_labels(r) or ["?"]})
         hosts = sorted({r.data.tags.get("host", "?") for r in runs})
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
-        rows.append({"stage": stage, "runs": len(runs), "first start": _when(min(starts)) if starts else "",
+        statuses = [r.info.status for r in runs]
+        stopped = sum(s in ("KILLED", "FAILED") for s in statuses)  # a resume runs them again
+        rows.append({"stage": stage, "runs": f"{statuses.count('FINISHED')}"
+                     + (f" (+{stopped} stopped)" if stopped else "")
+                     + (f" (+{statuses.count('RUNNING')} running)" if "RUNNING" in statuses else ""),
+                     "first start": _when(min(starts)) if starts else "",
                      "last end": _when(max(ends)) if ends else "", "span (h)": f"{span:.2f}",
                      "training runs' time (h)": f"{busy / 3.6e6:.2f}", "commits": ", ".join(commits),
                      "hosts": ", ".join(hosts)})
@@ -162,7 +167,8 @@ def history_lines(client, parent) -> List[str]:
                  "hosts": parent.data.tags.get("host", "?")})
     return ["### Stages, commits and hosts", "",
             "Read from the study's runs (the commits each ran at, and its `host` tag). The span includes the time a "
-            "study was stopped between sessions; the runs' time does not.", "",
+            "study was stopped between sessions; the runs' time does not. Runs counts the finished ones, and the runs "
+            "that were stopped (killed or failed: a resume runs them again), whose time is in the runs' time.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]
 
 

@@ -287,12 +287,15 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
                                   {"git_commit": "b" * 40, "git_dirty": "true"})):
         logged_run(experiment_id, f"trial {trial}", parent=parent,
                    tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags})
+    killed = logged_run(experiment_id, "trial 2", parent=parent, tags={"study": "resumed", "study_role": "trial",
+                                                                        "trial_id": "0002", "git_commit": "a" * 40})
+    mlflow.MlflowClient().set_terminated(killed, "KILLED")  # stopped by a session's end, run again on resume
     logged_run(experiment_id, "confirm", parent=parent,
                tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm"})
     client = store.client(uri)
     text = "\n".join(study_report.history_lines(client, client.get_run(parent)))
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
-    assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 |" in rows["search"]
+    assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 (+1 stopped) |" in rows["search"]
     assert "| bbbbbbb | vm |" in rows["confirmation"]
     assert "aaaaaaa (uncommitted changes), bbbbbbb |" in rows["whole study (parent run)"]
 
