@@ -131,6 +131,12 @@ def _winner_line(p: Dict[str, str], m: Dict[str, float]) -> str:
             + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}")
 
 
+def _host(run) -> str:
+    """'vm (AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no ...)': the host and its CPU (tag `cpu`)."""
+    tags = run.data.tags
+    return tags.get("host", "?") + (f" ({tags['cpu']})" if tags.get("cpu") else "")
+
+
 def history_lines(client, parent) -> List[str]:
     """When and where each stage ran, from its runs: a study resumed across sessions (or
     machines) shows each commit and host it ran at, so a resume that mixed code changes into
@@ -144,7 +150,7 @@ def history_lines(client, parent) -> List[str]:
         ends = [r.info.end_time for r in runs if r.info.end_time]
         busy = sum((r.info.end_time - r.info.start_time) for r in runs if r.info.end_time and r.info.start_time)
         commits = sorted({label for r in runs for label in commit_labels(r) or ["?"]})
-        hosts = sorted({r.data.tags.get("host", "?") for r in runs})
+        hosts = sorted({_host(r) for r in runs})
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         statuses = [r.info.status for r in runs]
         stopped = sum(s in ("KILLED", "FAILED") for s in statuses)  # a resume runs them again
@@ -164,9 +170,9 @@ def history_lines(client, parent) -> List[str]:
                  "last end": _when(ended) if ended else "(running)" if info.status == "RUNNING" else "",
                  "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended and info.start_time else "",
                  "training runs' time (h)": "", "commits": ", ".join(commit_labels(parent)) or "?",
-                 "hosts": parent.data.tags.get("host", "?")})
+                 "hosts": _host(parent)})
     return ["### Stages, commits and hosts", "",
-            "Read from the study's runs (the commits each ran at, and its `host` tag). The span includes the time a "
+            "Read from the study's runs (the commits each ran at, its `host` and `cpu` tags). The span includes the time a "
             "study was stopped between sessions; the runs' time does not. Runs counts the finished ones, and the runs "
             "that were stopped (killed or failed: a resume runs them again), whose time is in the runs' time.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]

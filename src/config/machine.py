@@ -8,6 +8,7 @@ resolves to the faithful float32 setting. Read from /proc, before TensorFlow sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -40,6 +41,36 @@ def native_bfloat16(cpuinfo: Optional[str] = None, gpu: Optional[bool] = None) -
             return None
     found = BF16_FLAGS.search(cpuinfo)
     return found.group(1) if found else None
+
+
+# The flags that decide this project's speed: float32 convolutions (avx2, fma, avx512f) and
+# whether bfloat16 is native. Every run carries them (tag `cpu`), so a figure names its CPU.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def describe(cpuinfo: Optional[str] = None) -> str:
+    """This machine in one line, e.g. "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f
+    avx512_bf16 amx_bf16" (lscpu's model name, family and model, the CPUs this process may use)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    first = cpuinfo.split("\n\n", 1)[0]
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    has = [flag for flag in SPEED_FLAGS if flag in flags]
+    lacks = [flag for flag in SPEED_FLAGS if flag not in flags]
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [fields.get("model name", "unknown CPU")]
+    if "cpu family" in fields:
+        parts.append(f"family {fields['cpu family']} model {fields.get('model', '?')}")
+    parts.append(f"{cpus} CPUs")
+    if flags:
+        parts.append(" ".join(has) + ("; no " + " ".join(lacks) if lacks else ""))
+    return ", ".join(parts) + (", GPU" if gpu_visible() else "")
 
 
 def resolve_precision(trainer: TrainerConfig, native: Optional[str]) -> TrainerConfig:

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import mlflow
 import psutil
 
+from src.config import machine
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
 
@@ -114,7 +115,7 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     its process runs (tag `git_commit`); a reopened run also keeps each commit it ran at
     (`git_commits`), so a resume that mixed code changes into a study is on record."""
     commit = dict(git_commit())
-    all_tags = {**commit, **dict(tags or {}), **process_tags()}
+    all_tags = {**commit, "cpu": machine.describe(), **dict(tags or {}), **process_tags()}
     # System metrics ("system/..."): CPU, memory, disk, network, sampled every 10 s by MLflow's
     # daemon thread, which end_run stops (a run shorter than that records none); a reopened
     # run continues their steps.

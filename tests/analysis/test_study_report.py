@@ -291,12 +291,14 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
                                                                         "trial_id": "0002", "git_commit": "a" * 40})
     mlflow.MlflowClient().set_terminated(killed, "KILLED")  # stopped by a session's end, run again on resume
     logged_run(experiment_id, "confirm", parent=parent,
-               tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm"})
+               tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm",
+                     "cpu": "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"})
     client = store.client(uri)
     text = "\n".join(study_report.history_lines(client, client.get_run(parent)))
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 (+1 stopped) |" in rows["search"]
-    assert "| bbbbbbb | vm |" in rows["confirmation"]
+    assert "| bbbbbbb | vm (AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16) |" \
+        in rows["confirmation"]
     assert "aaaaaaa (uncommitted changes), bbbbbbb |" in rows["whole study (parent run)"]
 
 

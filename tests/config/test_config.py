@@ -1,6 +1,8 @@
 """Every config composes and validates; bad values name the key, value and what is allowed."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -110,6 +112,19 @@ def test_native_bfloat16_is_read_from_the_cpu_flags_or_a_gpu(cpuinfo, gpu, expec
     from src.config.machine import native_bfloat16
 
     assert native_bfloat16(cpuinfo, gpu=gpu) == expected
+
+
+def test_the_machine_is_described_by_its_model_and_the_flags_that_decide_its_speed(monkeypatch):
+    """Every run's `cpu` tag: a figure from the store names the CPU it was measured on."""
+    from src.config import machine
+
+    monkeypatch.setattr(machine, "gpu_visible", lambda: False)
+    zen3 = f"processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n{ZEN3_FLAGS}\n\nprocessor\t: 1\n"
+    cpus = len(os.sched_getaffinity(0))
+    assert machine.describe(zen3) == f"AMD EPYC, family 25 model 1, {cpus} CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"
+    zen4 = f"model name\t: AMD EPYC 9R14\ncpu family\t: 25\nmodel\t\t: 17\n{ZEN4_FLAGS}\n"
+    assert machine.describe(zen4).endswith(f"{cpus} CPUs, avx2 fma avx512f avx512_bf16; no amx_bf16")
+    assert machine.describe("") == f"unknown CPU, {cpus} CPUs"
 
 
 def test_trainer_fast_is_bfloat16_only_where_it_is_native():

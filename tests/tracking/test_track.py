@@ -110,6 +110,8 @@ def test_every_run_carries_its_commit_and_a_resumed_run_each_commit_it_ran_at(tr
     with runs.tracked_run("study", experiment_id=experiment) as run:
         pass
     assert _only_run(tracking_uri, experiment).data.tags["git_commits"] == "a" * 40
+    from src.config import machine
+    assert _only_run(tracking_uri, experiment).data.tags["cpu"] == machine.describe()  # what it ran on
     at("b" * 40)  # the study resumed after a commit: both are on record, in order, and once each
     for _ in range(2):
         with runs.tracked_run(run_id=run.info.run_id):
