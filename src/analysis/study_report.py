@@ -116,7 +116,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             f"{hours:.2f} h of trial time on this machine",
             _winner_line(p, m),
             f"- command: `{parent.data.tags.get('command', '?')}`, "
-            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(commits or ["?"]),
+            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(commits or ["`?`"]),
             ""]
 
 
@@ -124,7 +124,7 @@ def _winner_line(p: Dict[str, str], m: Dict[str, float]) -> str:
     best = ", ".join(f"{k[5:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("best.") and "/" not in k)
     if p.get("final.trial_id") is None:  # reported while it runs, or stopped before its final model
         return ("- winner: not chosen yet (the study has not reached its final model)"
-                + (f"; best trial so far: {best}" if best else ""))
+                + (f"; the search's best: {best}" if best else ""))
     return (f"- winner: trial {p.get('final.trial_id')}, hyperparameters {best}; final model: `{p.get('final.mode')}`"
             + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
@@ -153,7 +153,7 @@ def history_lines(client, parent) -> List[str]:
         hosts = sorted({_host(r) for r in runs})
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         statuses = [r.info.status for r in runs]
-        stopped = sum(s in ("KILLED", "FAILED") for s in statuses)  # a resume runs them again
+        stopped = sum(s in ("KILLED", "FAILED") for s in statuses)
         rows.append({"stage": stage, "runs": f"{statuses.count('FINISHED')}"
                      + (f" (+{stopped} stopped)" if stopped else "")
                      + (f" (+{statuses.count('RUNNING')} running)" if "RUNNING" in statuses else ""),
@@ -173,8 +173,9 @@ def history_lines(client, parent) -> List[str]:
                  "hosts": _host(parent)})
     return ["### Stages, commits and hosts", "",
             "Read from the study's runs (the commits each ran at, its `host` and `cpu` tags). The span includes the time a "
-            "study was stopped between sessions; the runs' time does not. Runs counts the finished ones, and the runs "
-            "that were stopped (killed or failed: a resume runs them again), whose time is in the runs' time.", "",
+            "study was stopped between sessions; the runs' time does not. Runs counts the finished ones, those stopped "
+            "(killed, which a resume runs again, or failed) and those running; the stopped runs' time is in the "
+            "runs' time.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]
 
 

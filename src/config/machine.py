@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
+import platform
 import re
 from pathlib import Path
 from typing import Optional
@@ -49,22 +50,25 @@ SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 @functools.lru_cache(maxsize=None)
+def _proc_cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def describe(cpuinfo: Optional[str] = None) -> str:
     """This machine in one line, e.g. "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f
-    avx512_bf16 amx_bf16" (lscpu's model name, family and model, the CPUs this process may use)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    first = cpuinfo.split("\n\n", 1)[0]
+    avx512_bf16 amx_bf16" (lscpu's model name, family and model, the CPUs this process may use),
+    and ", GPU" where one is visible."""
+    first = (_proc_cpuinfo() if cpuinfo is None else cpuinfo).split("\n\n", 1)[0]
     fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("flags", "").split())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())  # Features: ARM's name
     has = [flag for flag in SPEED_FLAGS if flag in flags]
     lacks = [flag for flag in SPEED_FLAGS if flag not in flags]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts = [fields.get("model name", "unknown CPU")]
+    parts = [fields.get("model name") or f"unknown CPU ({platform.machine() or '?'})"]
     if "cpu family" in fields:
         parts.append(f"family {fields['cpu family']} model {fields.get('model', '?')}")
     parts.append(f"{cpus} CPUs")

@@ -202,8 +202,12 @@ def commit_labels(run, length: int = 7, quote: str = "") -> List[str]:
 def _listed_commits(tags: Mapping[str, str]) -> List[Tuple[str, bool]]:
     listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
     entries = [(c.removesuffix(DIRTY), c.endswith(DIRTY)) for c in listed.split(",") if c]
-    if entries and tags.get("git_dirty") == "true":  # the last process's own flag (lists before the mark had none)
-        entries[-1] = (entries[-1][0], True)
+    if tags.get("git_dirty") == "true" and not any(dirty for _, dirty in entries):
+        # A list from before the mark: `git_dirty` is its last process's, at `git_commit`.
+        last = tags.get("git_commit") or (entries[-1][0] if entries else None)
+        at = max((i for i, (commit, _) in enumerate(entries) if commit == last), default=None)
+        if at is not None:
+            entries[at] = (last, True)
     return entries
 
 

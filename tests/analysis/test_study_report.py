@@ -354,7 +354,7 @@ def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
                          params={"tuner.kind": "hyperband", "best.dropout": "0.1", "best.filters2": "128"})
     client = store.client(uri)
     text = "\n".join(study_report.settings_lines(client.get_run(running), frame))
-    assert "- winner: not chosen yet (the study has not reached its final model); best trial so far: " \
+    assert "- winner: not chosen yet (the study has not reached its final model); the search's best: " \
            "dropout=0.1, filters2=128" in text
     winner = next(line for line in text.splitlines() if line.startswith("- winner"))
     assert "None" not in winner and "nan" not in winner

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -124,7 +125,9 @@ def test_the_machine_is_described_by_its_model_and_the_flags_that_decide_its_spe
     assert machine.describe(zen3) == f"AMD EPYC, family 25 model 1, {cpus} CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"
     zen4 = f"model name\t: AMD EPYC 9R14\ncpu family\t: 25\nmodel\t\t: 17\n{ZEN4_FLAGS}\n"
     assert machine.describe(zen4).endswith(f"{cpus} CPUs, avx2 fma avx512f avx512_bf16; no amx_bf16")
-    assert machine.describe("") == f"unknown CPU, {cpus} CPUs"
+    assert machine.describe("") == f"unknown CPU ({platform.machine()}), {cpus} CPUs"
+    monkeypatch.setattr(machine, "gpu_visible", lambda: True)  # read each call, not cached with the text
+    assert machine.describe(zen3).endswith("amx_bf16, GPU")
 
 
 def test_trainer_fast_is_bfloat16_only_where_it_is_native():

@@ -102,6 +102,22 @@ def test_ctrl_c_inside_an_mlflow_write_still_ends_killed(tracking_uri, experimen
     assert _only_run(tracking_uri, experiment).info.status == "KILLED"
 
 
+@pytest.mark.parametrize("tags, expected", [
+    # Each process's state on record: dirty, clean, dirty again at one commit (a later clean resume keeps it so).
+    ({"git_commits": "a,b-dirty,b", "git_commit": "b", "git_dirty": "true"}, [("a", False), ("b", True), ("b", False)]),
+    # A list from before the mark: git_dirty is its last process's, at git_commit (which may be an earlier entry).
+    ({"git_commits": "a,b", "git_commit": "a", "git_dirty": "true"}, [("a", True), ("b", False)]),
+    ({"git_commits": "a,b", "git_commit": "b", "git_dirty": "true"}, [("a", False), ("b", True)]),
+    ({"git_commit": "a", "git_dirty": "true"}, [("a", True)]),
+    ({"mlflow.source.git.commit": "a"}, [("a", False)]),
+    ({}, []),
+])
+def test_the_commits_a_run_ran_at_are_read_from_new_and_old_tags(tags, expected):
+    assert runs._listed_commits(tags) == expected
+    again = runs.commits_ran_at(tags, "b", dirty=False)  # a clean resume at b adds nothing it already lists
+    assert runs._listed_commits(again) == expected + ([] if ("b", False) in expected else [("b", False)])
+
+
 def test_every_run_carries_its_commit_and_a_resumed_run_each_commit_it_ran_at(tracking_uri, experiment, monkeypatch):
     def at(commit):
         monkeypatch.setattr(runs, "git_commit", lambda: {"git_commit": commit, "git_dirty": "false"})
