@@ -125,7 +125,9 @@ def _winner_line(p: Dict[str, str], m: Dict[str, float]) -> str:
     if p.get("final.trial_id") is None:  # reported while it runs, or stopped before its final model
         return ("- winner: not chosen yet (the study has not reached its final model)"
                 + (f"; the search's best: {best}" if best else ""))
-    return (f"- winner: trial {p.get('final.trial_id')}, hyperparameters {best}; final model: `{p.get('final.mode')}`"
+    chosen = ", ".join(f"{k[9:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("final.hp.") and "/" not in k)
+    return (f"- winner: trial {p.get('final.trial_id')}, hyperparameters {chosen or best}; "
+            f"final model: `{p.get('final.mode')}`"
             + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
             + f"; test accuracy {m.get('test_accuracy', float('nan')):.4f}")

@@ -43,29 +43,42 @@ def whole_training_set(splits: data_module.Splits) -> data_module.Splits:
                                y_train=np.concatenate([splits.y_train, splits.y_val]))
 
 
-def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, best_trial, best_row,
+def final_choice(tuner, board, best_trial, best_row, confirmation):
+    """The trial the final model comes from: the confirmation's best candidate, whose mean over
+    seeds at the full budget is better evidence than the search's single run (which, in
+    Hyperband, may even be a short round's); without a confirmation, the search's best."""
+    if confirmation is None or not confirmation.winner.startswith("trial "):
+        return best_trial, best_row
+    trial_id = confirmation.winner.removeprefix("trial ")
+    if trial_id == best_trial.trial_id:
+        return best_trial, best_row
+    return tuner.oracle.get_trial(trial_id), board[board["trial_id"] == trial_id].iloc[0]
+
+
+def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, final_trial, final_row,
                 splits: data_module.Splits, confirmation):
-    """The winner's one test evaluation, in the study's run, and its model logged: the search's
-    best-epoch checkpoint as it is, or the configuration retrained on the whole training set for
-    its best epoch count. Returns the test evaluation and how the model was obtained."""
+    """The chosen trial's (final_choice) one test evaluation, in the study's run, and its model
+    logged: its best-epoch checkpoint as it is, or its configuration retrained on the whole
+    training set for its best epoch count. Returns the test evaluation and how the model was obtained."""
     interrupt.failpoint("final_stage")
+    chosen = {f"final.hp.{k}": v for k, v in final_trial.hyperparameters.values.items()}
     if cfg.tuner.final_fit is FinalFit.checkpoint:
         with warnings.catch_warnings():  # a model to evaluate, never to train: its optimizer's state is moot
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.get_best_models(1)[0]
-        final = {"final.mode": "checkpoint", "final.trial_id": best_trial.trial_id,
+            model = tuner.load_model(final_trial)
+        final = {"final.mode": "checkpoint", "final.trial_id": final_trial.trial_id,
                  "final.train_images": splits.x_train.shape[0]}
-        logged.log_params_once(final)
+        logged.log_params_once({**final, **chosen})
         result = training.score_and_log(model, splits, ("test",))["test"]
     else:
-        best_cfg = hypermodel.trial_config(best_trial.hyperparameters)
-        epochs = int(best_row["best_val_epoch"])
+        best_cfg = hypermodel.trial_config(final_trial.hyperparameters)
+        epochs = int(final_row["best_val_epoch"])
         best_cfg = dataclasses.replace(best_cfg, seed=cfg.seed,
                                        trainer=dataclasses.replace(best_cfg.trainer, epochs=epochs))
         full = whole_training_set(splits)
-        final = {"final.mode": "retrain", "final.trial_id": best_trial.trial_id, "final.epochs": epochs,
+        final = {"final.mode": "retrain", "final.trial_id": final_trial.trial_id, "final.epochs": epochs,
                  "final.train_images": full.x_train.shape[0]}
-        logged.log_params_once(final)
+        logged.log_params_once({**final, **chosen})
         # The study's run keeps the search's curves and summaries: the retrain logs none of its own.
         trained = training.train_evaluate_log(best_cfg, full, validate=False, log_config=False, log_curves=False)
         model, result = trained.model, trained.scores["test"]
@@ -152,7 +165,8 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
         if confirmation is not None:
             mlflow.set_tag("mlflow.note.content", confirmation.summary())
             log.info("%s", confirmation.summary())
-        result, final = final_model(cfg, tuner, hypermodel, best_trial, best_row, job.splits, confirmation)
+        final_trial, final_row = final_choice(tuner, board, best_trial, best_row, confirmation)
+        result, final = final_model(cfg, tuner, hypermodel, final_trial, final_row, job.splits, confirmation)
     log_leaderboard(board, cfg, result, run.info.run_id, job.experiment_id, final, job.uri)
     publish_report(client, run.info.run_id, project)
     return result.accuracy

@@ -360,7 +360,8 @@ def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
     assert "None" not in winner and "nan" not in winner
     ended = logged_run(experiment_id, "study", tags={"study": "ended", "study_role": "parent"},
                        params={"tuner.kind": "hyperband", "best.dropout": "0.1", "final.trial_id": "0025",
-                               "final.mode": "checkpoint"}, metrics={"test_accuracy": 0.7})
+                               "final.hp.dropout": "0.3", "final.mode": "checkpoint"},
+                       metrics={"test_accuracy": 0.7})  # the confirmed candidate, not the search's best
     text = "\n".join(study_report.settings_lines(client.get_run(ended), frame))
-    assert "- winner: trial 0025, hyperparameters dropout=0.1; final model: `checkpoint` (its best-epoch " \
+    assert "- winner: trial 0025, hyperparameters dropout=0.3; final model: `checkpoint` (its best-epoch " \
            "checkpoint); test accuracy 0.7000" in text
