@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List
 
 from src.analysis import compare
-from src.tracking.runs import commit_labels
+from src.tracking.runs import commits_phrase
 
 FIGURES = ["figures/learning_curves.png", "figures/test_confusion_matrix.png",
            "figures/test_confusion_matrix_normalized.png"]
@@ -52,7 +52,7 @@ def run_section(client, run, out_dir: Path, heading: str = "Run") -> List[str]:
         f"at {metrics.get('train_images_per_s', 0):,.0f} images/s",
         f"- data: `{params.get('data.dir')}` ({params.get('data.train_images')} train / "
         f"{params.get('data.val_images')} validation / {params.get('data.test_images')} test images)",
-        f"- MLflow run `{run_id}`, {_commits(run)}",
+        f"- MLflow run `{run_id}`, {commits_phrase(run)}",
         f"- command: `{tags.get('command', 'unknown')}`",
         "",
         "### Per-epoch accuracy",
@@ -97,8 +97,3 @@ def best_run_section(client, evaluated: list, kind: str, out_dir: Path) -> List[
     best = max(evaluated, key=lambda r: (r.data.metrics.get("best_val_accuracy", 0), r.info.run_id))
     heading = "Final model of the study" if kind == "study" else "Best run"
     return run_section(client, best, out_dir, heading)
-
-
-def _commits(run) -> str:
-    labels = commit_labels(run, length=40, quote="`")
-    return ("commits " if len(labels) > 1 else "commit ") + (", ".join(labels) or "unknown")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from src.analysis import compare, confirmation, importance, study_figures
 from src.tracking import logged
-from src.tracking.runs import commit_labels
+from src.tracking.runs import commit_labels, commits_phrase
 from src.tracking.store import child_runs
 
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
@@ -105,7 +105,6 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
               else f"max_trials={p.get('tuner.max_trials')}")
     epochs = int(np.nansum(frame["epochs_trained"]))
     hours = np.nansum(frame["seconds"]) / 3600
-    commits = commit_labels(parent, length=40, quote="`")
     space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p
                              if k.startswith("tuner.search_space.") and k.endswith(".key")))
     return ["## Study", "",
@@ -115,8 +114,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
             f"{hours:.2f} h of trial time on this machine",
             _winner_line(p, m),
-            f"- command: `{parent.data.tags.get('command', '?')}`, "
-            + ("commits " if len(commits) > 1 else "commit ") + ", ".join(commits or ["`?`"]),
+            f"- command: `{parent.data.tags.get('command', '?')}`, {commits_phrase(parent)}",
             ""]
 
 

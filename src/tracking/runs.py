@@ -199,6 +199,12 @@ def commit_labels(run, length: int = 7, quote: str = "") -> List[str]:
             for commit, dirty in ran_at(run)]
 
 
+def commits_phrase(run) -> str:
+    """The reports' words for `ran_at`: 'commit `<sha>`', or 'commits `<sha>`, `<sha>` (...)'."""
+    labels = commit_labels(run, length=40, quote="`")
+    return ("commits " if len(labels) > 1 else "commit ") + (", ".join(labels) or "unknown")
+
+
 def _listed_commits(tags: Mapping[str, str]) -> List[Tuple[str, bool]]:
     listed = tags.get("git_commits") or tags.get("git_commit") or tags.get("mlflow.source.git.commit") or ""
     entries = [(c.removesuffix(DIRTY), c.endswith(DIRTY)) for c in listed.split(",") if c]
