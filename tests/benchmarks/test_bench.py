@@ -50,6 +50,21 @@ def test_launcher_benchmark_quick_prints_its_figures():
     assert float(match.group(1)) > 0
 
 
+@pytest.mark.slow  # two studies, each through `python -m src.run` in a process of its own
+def test_study_benchmark_quick_prints_its_figures(synthetic_cifar):
+    """Both settings' studies on synthetic data (CI ran it on the real data after the suite: 2-3
+    min of a 25-minute budget on a Zen 3; the figures were never asserted, the run is the check)."""
+    out = run_module("src.bench", "study", "--quick", "--data-dir", str(synthetic_cifar))
+    lines = out.strip().splitlines()
+    assert any(line.startswith("faithful (trainer=default") for line in lines), out
+    assert any(line.lstrip().startswith("fast (trainer=fast") for line in lines), out
+    match = re.fullmatch(r"study_speedup=([\d.]+) fidelity_spearman=(-?[\d.]+|nan) faithful_min=([\d.]+) "
+                         r"fast_min=([\d.]+)", lines[-1])
+    assert match, lines[-1]
+    trials = [int(t) for t in re.findall(r"min wall, (\d+) trials", out)]
+    assert len(trials) == 2 and trials[0] == trials[1] > 0, out  # same oracle seed: the same trials
+
+
 # ---------------------------------------------------------------- fidelity: replicated rank fidelity
 
 FIDELITY_LINE = re.compile(
