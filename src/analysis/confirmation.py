@@ -93,7 +93,7 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
 
 
 def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) -> List[str]:
-    """The report's section: every candidate and seed, the means, the winner against the
+    """The report's section: every candidate and seed, the means, the best candidate against the
     baseline. `hyperparameters`: {candidate label: its values in words}."""
     table = confirmed.table.sort_values(["candidate", "seed"])
     order = (table[table["candidate"] != BASELINE].groupby("candidate")["val_accuracy"].mean()
@@ -108,10 +108,11 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
         name = f"**{candidate}** (confirmed)" if candidate == confirmed.answer else candidate
         means.append(f"| {name} | {hyperparameters.get(candidate, '')} | {len(rows)} | "
                      f"{stats.mean_std(rows['val_accuracy'])} | {stats.mean_std(rows['test_accuracy'])} |")
-    return ["## Confirmation: the winner against the baseline", "", f"**Answer:** {confirmed.summary()}", "",
+    best = "best candidate" if confirmed.baseline_best else "winner"  # it lost to the baseline: no winner
+    return [f"## Confirmation: the {best} against the baseline", "", f"**Answer:** {confirmed.summary()}", "",
             f"The best configurations of the search and the study's baseline configuration, each trained from "
             f"scratch with {table['seed'].nunique()} seeds on the same training/validation split (study children "
-            "tagged `study_role=confirm`). The winner is the best mean **validation** accuracy over seeds; the "
-            "test set only measures it against the baseline.", "",
-            *means, "", *per_seed, "",
-            "### Winner minus baseline, test accuracy", "", *confirmed.comparison.markdown()]
+            "tagged `study_role=confirm`). The best candidate is the best mean **validation** accuracy over seeds, "
+            "and the winner if it beats the baseline's there; the test set only measures it against the baseline.",
+            "", *means, "", *per_seed, "",
+            f"### {best[0].upper() + best[1:]} minus baseline, test accuracy", "", *confirmed.comparison.markdown()]

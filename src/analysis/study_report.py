@@ -113,18 +113,23 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             "(see the run's `search_space.json`)",
             f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
             f"{hours:.2f} h of trial time on this machine",
-            _winner_line(p, m),
+            _winner_line(p, m, parent.data.tags),
             f"- command: `{parent.data.tags.get('command', '?')}`, {commits_phrase(parent)}",
             ""]
 
 
-def _winner_line(p: Dict[str, str], m: Dict[str, float]) -> str:
+def _winner_line(p: Dict[str, str], m: Dict[str, float], tags: Dict[str, str]) -> str:
     best = ", ".join(f"{k[5:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("best.") and "/" not in k)
     if p.get("final.trial_id") is None:  # reported while it runs, or stopped before its final model
         return ("- winner: not chosen yet (the study has not reached its final model)"
                 + (f"; the search's best: {best}" if best else ""))
     chosen = ", ".join(f"{k[9:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("final.hp.") and "/" not in k)
-    return (f"- winner: trial {p.get('final.trial_id')}, hyperparameters {chosen or best}; "
+    # The final model is the best candidate's even when the baseline beat it (tag `confirm_winner`):
+    # then it is not the study's winner, and the line must not call it one.
+    who = (f"- final model: trial {p.get('final.trial_id')}, the best searched configuration (the baseline "
+           "configuration beat it in the confirmation)" if tags.get("confirm_winner") == confirmation.BASELINE
+           else f"- winner: trial {p.get('final.trial_id')}")
+    return (f"{who}, hyperparameters {chosen or best}; "
             f"final model: `{p.get('final.mode')}`"
             + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
                " its best epoch count)" if p.get("final.mode") == "retrain" else " (its best-epoch checkpoint)")
@@ -212,11 +217,12 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
                   + " (not confirmed over seeds).")
     importance_lines, headline = _importance(trials, out_dir, confirmed)
     winner = confirmed.winner if confirmed is not None else search_winner(trials, parent)
-    edge_lines, flags = _edges(trials, winner, parent.data.params)
+    who = "best candidate" if confirmed is not None and confirmed.baseline_best else "winner"
+    edge_lines, flags = _edges(trials, winner, parent.data.params, who)
     figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
                                                None if confirmed is None else confirmed.table, out_dir)
     epoch_lines, still_rising = ([], []) if confirmed is None else epochs_lines(client, confirmed)
-    next_line = next_step(confirmed, flags, still_rising)
+    next_line = next_step(confirmed, flags, still_rising, who)
     values = f" Its hyperparameters: {described[winner]}." if described.get(winner) else ""
     note = "\n\n".join([f"**Study `{parent.data.tags.get('study', parent.info.run_name)}`.** {answer}{values}",
                          headline, *flags, f"What to try next: {next_line}",
@@ -270,17 +276,17 @@ def epochs_lines(client, confirmed) -> Tuple[List[str], List[str]]:
     return lines, rising
 
 
-def next_step(confirmed, flags: List[str], still_rising: List[str]) -> str:
+def next_step(confirmed, flags: List[str], still_rising: List[str], who: str = "winner") -> str:
     """One actionable sentence: an edge worth widening, more epochs, or that nothing here beats
     the baseline."""
     advice = []
     untried = [f for f in flags if f.endswith(importance.UNTRIED)]
     at_edge = [f for f in flags if f not in untried]
     if at_edge:
-        advice.append("widen the space where the winner sits at its edge (" + "; ".join(
+        advice.append(f"widen the space where the {who} sits at its edge (" + "; ".join(
             f.split(":")[0] for f in at_edge) + ")")
     if untried:
-        advice.append("search the values the space offers beyond the winner's that no trial drew (" + "; ".join(
+        advice.append(f"search the values the space offers beyond the {who}'s that no trial drew (" + "; ".join(
             f.split(":")[0] for f in untried) + ")")
     if still_rising:
         advice.append(f"train longer: {', '.join(still_rising)} still improved at the last epoch")
@@ -443,8 +449,10 @@ def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[Lis
     return lines, headline
 
 
-def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> Tuple[List[str], List[str]]:
-    """Whether each of the winner's values is the smallest or largest the space offered."""
+def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str],
+           who: str = "winner") -> Tuple[List[str], List[str]]:
+    """Whether each of the winner's values is the smallest or largest the space offered (`who`:
+    'best candidate' when the baseline beat it)."""
     label = winner.removesuffix(" (best so far)")
     row = trials.frame[("trial " + trials.frame["trial_id"]) == label] if len(trials.frame) else trials.frame
     if len(row):
@@ -453,7 +461,7 @@ def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str]) -> T
         values = {name: parent_params[f"best.{name}"] for name in trials.names if f"best.{name}" in parent_params}
     if not trials.space:
         return ["## Edges of the space", "", "(the run has no `search_space.json`: edges not checked)", ""], []
-    flags, lines = [], ["## Edges of the space", "", f"The winner ({winner}) against the range each hyperparameter "
+    flags, lines = [], ["## Edges of the space", "", f"The {who} ({winner}) against the range each hyperparameter "
                         "offered (the study's `search_space.json`):", ""]
     for name in trials.names:
         if name not in values or name not in trials.space:

@@ -337,3 +337,5 @@ def test_the_advice_tells_a_widening_from_an_untried_value():
     assert next_step(None, [untried], []) == ("search the values the space offers beyond the winner's that no "
                                               "trial drew (dropout).")
     assert next_step(None, [at_edge], []) == "widen the space where the winner sits at its edge (model.width)."
+    assert next_step(None, [at_edge], [], "best candidate") == ("widen the space where the best candidate sits at "
+                                                               "its edge (model.width).")

@@ -124,7 +124,9 @@ def hyperband_study(experiment_id, study: str, baseline_val: float = 0.55):
     """A Hyperband study whose objective only dropout drives (more so with more epochs), its
     best configuration at the top of the dropout range, confirmed over three seeds."""
     parent = logged_run(
-        experiment_id, "study hb", tags={"study": study, "study_role": "parent", "tuner": "hyperband"},
+        experiment_id, "study hb", tags={"study": study, "study_role": "parent", "tuner": "hyperband",
+                                         # as the study tags it at its confirmation stage
+                                         "confirm_winner": "baseline" if baseline_val >= 0.62 else "trial 0020"},
         params={"tuner.kind": "hyperband", "tuner.objective": "val_accuracy", "tuner.max_epochs": 9,
                 "tuner.factor": 3, "data.validation": "split", "data.test_images": N_IMAGES,
                 "final.trial_id": "0020", "final.mode": "retrain", "seed": 42,
@@ -272,6 +274,11 @@ def test_when_the_baseline_is_best_on_validation_the_answer_says_so(experiment, 
         assert "No searched configuration beat the baseline on validation" in words
         assert "Confirmed winner" not in words
         assert "nothing in this space beats the baseline on validation" in words
+        # the best candidate at the space's edge is not "the winner" (the card study's report said so)
+        assert "widen the space where the best candidate sits at its edge (dropout)" in words
+        assert not any(phrase in words for phrase in ("The winner (", "the winner sits", "- winner:",
+                                                      "Confirmation: the winner", "Winner minus"))
+    assert "The best candidate (trial 0020) against the range each hyperparameter offered" in text
     assert "| **baseline** (confirmed) |" in text
 
 
@@ -365,3 +372,10 @@ def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
     text = "\n".join(study_report.settings_lines(client.get_run(ended), frame))
     assert "- winner: trial 0025, hyperparameters dropout=0.3; final model: `checkpoint` (its best-epoch " \
            "checkpoint); test accuracy 0.7000" in text
+    lost = logged_run(experiment_id, "study", tags={"study": "lost", "study_role": "parent", "confirm_winner": "baseline"},
+                      params={"tuner.kind": "hyperband", "final.trial_id": "0025", "final.hp.dropout": "0.3",
+                              "final.mode": "checkpoint"}, metrics={"test_accuracy": 0.7})
+    text = "\n".join(study_report.settings_lines(client.get_run(lost), frame))
+    assert "- final model: trial 0025, the best searched configuration (the baseline configuration beat it in " \
+           "the confirmation), hyperparameters dropout=0.3; final model: `checkpoint`" in text
+    assert "- winner" not in text
