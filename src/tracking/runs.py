@@ -122,7 +122,8 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     if run_id:
         earlier = mlflow.MlflowClient().get_run(run_id).data.tags
         run = mlflow.start_run(run_id=run_id, nested=nested, log_system_metrics=True)
-        mlflow.set_tags({**all_tags, **commits_ran_at(earlier, commit.get("git_commit"), commit.get("git_dirty") == "true")})
+        mlflow.set_tags({**all_tags, **commits_ran_at(earlier, commit.get("git_commit"), commit.get("git_dirty") == "true"),
+                         **_closed_earlier(run_id, earlier)})
     else:
         all_tags.update(commits_ran_at({}, commit.get("git_commit"), commit.get("git_dirty") == "true"))
         run = mlflow.start_run(run_name=run_name, tags=all_tags, nested=nested, experiment_id=experiment_id,
@@ -141,6 +142,16 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     finally:
         HEARTBEAT.remove(run.info.run_id)
     mlflow.end_run("FINISHED")
+
+
+def _closed_earlier(run_id: str, earlier: Mapping[str, str]) -> Dict[str, str]:
+    """A reopened run is running again: why a command closed it before (`closed_because`) is its
+    history, not its state. The card study's parent, FINISHED, still read "its process ... is gone"
+    from a kill two sessions before. Moved to `closed_earlier` (every such reason, in order)."""
+    if "closed_because" not in earlier:
+        return {}
+    mlflow.MlflowClient().delete_tag(run_id, "closed_because")
+    return {"closed_earlier": "; ".join(filter(None, [earlier.get("closed_earlier"), earlier["closed_because"]]))}
 
 
 def release_interrupted_frames(stop: BaseException) -> None:

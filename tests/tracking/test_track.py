@@ -145,3 +145,22 @@ def test_every_run_carries_its_commit_and_a_resumed_run_each_commit_it_ran_at(tr
     assert finished.data.tags["git_commits"] == f"{'a' * 40},{'b' * 40},{'b' * 40}-dirty"
     assert runs.commit_labels(finished) == ["aaaaaaa", "bbbbbbb", "bbbbbbb (uncommitted changes)"]
     assert runs.commit_labels(finished, length=40, quote="`")[-1] == f"`{'b' * 40}` (uncommitted changes)"
+
+
+def test_a_reopened_run_keeps_why_it_was_closed_as_history(tracking_uri, experiment):
+    """Closed FAILED by a later command (its process was killed), then reopened by a resume that
+    finishes: the run must not say it was closed, and the reasons are kept, in order."""
+    client = mlflow.MlflowClient()
+    with runs.tracked_run("study", experiment_id=experiment) as run:
+        pass
+    for reason in ("its process 1 on vm is gone", "its process 2 on vm is gone"):
+        client.set_tag(run.info.run_id, "closed_because", reason)  # as reconcile closes a killed run
+        client.set_terminated(run.info.run_id, "FAILED")
+        with runs.tracked_run(run_id=run.info.run_id):
+            pass
+    tags = _only_run(tracking_uri, experiment).data.tags
+    assert "closed_because" not in tags
+    assert tags["closed_earlier"] == "its process 1 on vm is gone; its process 2 on vm is gone"
+    with runs.tracked_run(run_id=run.info.run_id):  # a clean resume changes nothing
+        pass
+    assert _only_run(tracking_uri, experiment).data.tags["closed_earlier"] == tags["closed_earlier"]
