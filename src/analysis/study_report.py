@@ -223,7 +223,8 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
                                                None if confirmed is None else confirmed.table, out_dir)
     epoch_lines, still_rising = ([], []) if confirmed is None else epochs_lines(client, confirmed)
     next_line = next_step(confirmed, flags, still_rising, who)
-    values = f" Its hyperparameters: {described[winner]}." if described.get(winner) else ""
+    values = f" Hyperparameters of {winner}: {described[winner]}." if described.get(winner) else ""
+    answer = answer if answer.endswith(".") else answer + "."  # the pairing's sentence ends without one
     note = "\n\n".join([f"**Study `{parent.data.tags.get('study', parent.info.run_name)}`.** {answer}{values}",
                          headline, *flags, f"What to try next: {next_line}",
                          f"Full report: artifacts `{REPORT_ARTIFACTS}/REPORT.md`."])

@@ -236,7 +236,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert "Confirmed winner: trial 0020" in note and "points more accurate than baseline" in note
     assert ": significant" in note and "At 9 epochs no hyperparameter's effect" in note and "widen it" in note
     assert "What to try next: widen the space where the winner sits at its edge (dropout)" in note
-    assert "Its hyperparameters: dropout=0.6, width=1." in note
+    assert ": significant. Hyperparameters of trial 0020: dropout=0.6, width=1." in note
 
 
 @pytest.mark.slow  # logs a 24-trial study and 9 confirmation runs, then reports it (~16 s; one such test stays in the loop)
