@@ -126,8 +126,8 @@ def _winner_line(p: Dict[str, str], m: Dict[str, float], tags: Dict[str, str]) -
     chosen = ", ".join(f"{k[9:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("final.hp.") and "/" not in k)
     # The final model is the best candidate's even when the baseline beat it (tag `confirm_winner`):
     # then it is not the study's winner, and the line must not call it one.
-    who = (f"- final model: trial {p.get('final.trial_id')}, the best searched configuration (the baseline "
-           "configuration beat it in the confirmation)" if tags.get("confirm_winner") == confirmation.BASELINE
+    who = (f"- best searched configuration: trial {p.get('final.trial_id')} (the baseline configuration beat "
+           "it in the confirmation)" if tags.get("confirm_winner") == confirmation.BASELINE
            else f"- winner: trial {p.get('final.trial_id')}")
     return (f"{who}, hyperparameters {chosen or best}; "
             f"final model: `{p.get('final.mode')}`"

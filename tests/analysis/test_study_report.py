@@ -376,6 +376,6 @@ def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
                       params={"tuner.kind": "hyperband", "final.trial_id": "0025", "final.hp.dropout": "0.3",
                               "final.mode": "checkpoint"}, metrics={"test_accuracy": 0.7})
     text = "\n".join(study_report.settings_lines(client.get_run(lost), frame))
-    assert "- final model: trial 0025, the best searched configuration (the baseline configuration beat it in " \
-           "the confirmation), hyperparameters dropout=0.3; final model: `checkpoint`" in text
+    assert "- best searched configuration: trial 0025 (the baseline configuration beat it in the confirmation), " \
+           "hyperparameters dropout=0.3; final model: `checkpoint`" in text
     assert "- winner" not in text
