@@ -37,6 +37,11 @@ class Confirmed:
         return bool(means[BASELINE] >= means[self.winner])
 
     @property
+    def best_is_called(self) -> str:
+        """What the report calls the best candidate: 'winner', or 'best candidate' when it lost."""
+        return "best candidate" if self.baseline_best else "winner"
+
+    @property
     def answer(self) -> str:
         """The confirmed configuration: the best candidate, or the baseline when none beat it."""
         return BASELINE if self.baseline_best else self.winner
@@ -108,7 +113,7 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
         name = f"**{candidate}** (confirmed)" if candidate == confirmed.answer else candidate
         means.append(f"| {name} | {hyperparameters.get(candidate, '')} | {len(rows)} | "
                      f"{stats.mean_std(rows['val_accuracy'])} | {stats.mean_std(rows['test_accuracy'])} |")
-    best = "best candidate" if confirmed.baseline_best else "winner"  # it lost to the baseline: no winner
+    best = confirmed.best_is_called
     return [f"## Confirmation: the {best} against the baseline", "", f"**Answer:** {confirmed.summary()}", "",
             f"The best configurations of the search and the study's baseline configuration, each trained from "
             f"scratch with {table['seed'].nunique()} seeds on the same training/validation split (study children "

@@ -217,7 +217,7 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
                   + " (not confirmed over seeds).")
     importance_lines, headline = _importance(trials, out_dir, confirmed)
     winner = confirmed.winner if confirmed is not None else search_winner(trials, parent)
-    who = "best candidate" if confirmed is not None and confirmed.baseline_best else "winner"
+    who = confirmed.best_is_called if confirmed is not None else "winner"
     edge_lines, flags = _edges(trials, winner, parent.data.params, who)
     figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
                                                None if confirmed is None else confirmed.table, out_dir)

@@ -42,6 +42,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src.core import interrupt
+from src.tracking.reconcile import CLOSED_BECAUSE
 
 PARENT_FILE = "mlflow_sweep.json"
 JOB_STATUS_FILE = "job_status.json"
@@ -300,7 +301,7 @@ def _close_left_runs(parent: Dict[str, str], signum: int) -> None:
         if run.info.run_id == parent["run_id"] or tags.get("host") != here or \
                 reconcile.process_alive(tags.get("pid", ""), tags.get("process_start", "0")):
             continue
-        client.set_tag(run.info.run_id, "closed_because", f"the sweep was stopped by {signal.Signals(signum).name} "
+        client.set_tag(run.info.run_id, CLOSED_BECAUSE, f"the sweep was stopped by {signal.Signals(signum).name} "
                                                           "and its process was ended before it could end the run")
         client.set_terminated(run.info.run_id, "KILLED")
 

@@ -24,6 +24,8 @@ import psutil
 
 log = logging.getLogger(__name__)
 
+CLOSED_BECAUSE = "closed_because"  # the tag that says why a command, not the run's process, ended it
+
 
 def process_alive(pid: str, process_start: str) -> bool:
     """Whether the process that started the run still runs (and is not a later one with its pid)."""
@@ -49,7 +51,7 @@ def _running_runs(client) -> list:
 
 def close_run(client, run, reason: str) -> None:
     """End a RUNNING run FAILED, at its last sign of life, saying why in `closed_because`."""
-    client.set_tag(run.info.run_id, "closed_because", reason)
+    client.set_tag(run.info.run_id, CLOSED_BECAUSE, reason)
     client.set_terminated(run.info.run_id, "FAILED", end_time=int(last_sign_of_life(run) * 1000))
     log.warning("closed run %s (%s) as FAILED: %s", run.info.run_id, run.info.run_name, reason)
 

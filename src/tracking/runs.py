@@ -21,6 +21,7 @@ import psutil
 from src.config import machine
 from src.config.paths import PROJECT_ROOT
 from src.core import interrupt
+from src.tracking.reconcile import CLOSED_BECAUSE
 
 MAX_PARAM_LENGTH = 6000
 HEARTBEAT_SECONDS = 30.0
@@ -148,10 +149,10 @@ def _closed_earlier(run_id: str, earlier: Mapping[str, str]) -> Dict[str, str]:
     """A reopened run is running again: why a command closed it before (`closed_because`) is its
     history, not its state. The card study's parent, FINISHED, still read "its process ... is gone"
     from a kill two sessions before. Moved to `closed_earlier` (every such reason, in order)."""
-    if "closed_because" not in earlier:
+    if CLOSED_BECAUSE not in earlier:
         return {}
-    mlflow.MlflowClient().delete_tag(run_id, "closed_because")
-    return {"closed_earlier": "; ".join(filter(None, [earlier.get("closed_earlier"), earlier["closed_because"]]))}
+    mlflow.MlflowClient().delete_tag(run_id, CLOSED_BECAUSE)
+    return {"closed_earlier": "; ".join(filter(None, [earlier.get("closed_earlier"), earlier[CLOSED_BECAUSE]]))}
 
 
 def release_interrupted_frames(stop: BaseException) -> None:
