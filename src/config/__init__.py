@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import machine, search_space
 from src.config.errors import ProjectError
 from src.config.schema import (  # noqa: F401
+    Augmentation,
     Config,
     ConfigError,
     DataConfig,
@@ -37,6 +38,6 @@ def validate(cfg: DictConfig) -> Config:
     return typed
 
 
-__all__ = ["Config", "ConfigError", "DataConfig", "FinalFit", "LrScaling", "ModelConfig", "Optimizer", "Precision",
+__all__ = ["Augmentation", "Config", "ConfigError", "DataConfig", "FinalFit", "LrScaling", "ModelConfig", "Optimizer", "Precision",
            "ProjectError", "TrackingConfig", "TrainerConfig", "TunerConfig", "TunerKind", "Validation",
            "register", "search_space", "validate"]

@@ -59,6 +59,14 @@ class LrScaling(str, Enum):
     sqrt = "sqrt"      # x sqrt(batch_size / lr_reference_batch) (the usual rule for Adam)
 
 
+class Augmentation(str, Enum):
+    """Random image changes in training only (Keras preprocessing layers inside the model, which
+    are identity at inference: validation, test and src.predict see the images as they are)."""
+    none = "none"
+    flip = "flip"              # horizontal flips
+    flip_shift = "flip_shift"  # flips, and shifts of up to 4 pixels (1/8 of the image) each way
+
+
 class Precision(str, Enum):
     float32 = "float32"
     mixed_bfloat16 = "mixed_bfloat16"
@@ -95,6 +103,9 @@ class ModelConfig:
     kernel_size: int = 3
     dense_units: List[int] = field(default_factory=lambda: [256, 128])
     dropout: float = 0.5
+    # Off by default, so that the defaults stay the notebook's model (258,762 parameters).
+    batch_norm: bool = False  # BatchNormalization between each conv and its relu
+    augmentation: Augmentation = Augmentation.none
 
     def __post_init__(self) -> None:
         if not self.filters:
@@ -141,6 +152,9 @@ class TrainerConfig:
     batch_size: int = 32
     optimizer: Optimizer = Optimizer.adam
     learning_rate: float = 0.001
+    # Decoupled weight decay (the optimizer's own `weight_decay`: each step multiplies the weights
+    # by 1 - learning_rate * weight_decay, as AdamW does); 0 = off, the notebook's training.
+    weight_decay: float = 0.0
     # How the learning rate follows the batch size, relative to lr_reference_batch.
     lr_scaling: LrScaling = LrScaling.none
     lr_reference_batch: int = 32
@@ -165,6 +179,8 @@ class TrainerConfig:
             _fail("trainer.lr_reference_batch", self.lr_reference_batch, "an integer >= 1")
         if not self.learning_rate > 0:
             _fail("trainer.learning_rate", self.learning_rate, "a number > 0")
+        if not 0.0 <= self.weight_decay < 1.0:
+            _fail("trainer.weight_decay", self.weight_decay, "0 (off) or a decoupled decay rate in (0, 1)")
         if self.verbose not in (0, 1, 2):
             _fail("trainer.verbose", self.verbose, "0, 1 or 2")
         for key in ("intra_op_threads", "inter_op_threads"):

@@ -144,8 +144,10 @@ def warn_emulated_bfloat16() -> None:
 
 
 def make_optimizer(cfg: TrainerConfig) -> keras.optimizers.Optimizer:
-    return keras.optimizers.get({"class_name": Optimizer(cfg.optimizer).value,
-                                 "config": {"learning_rate": effective_learning_rate(cfg)}})
+    config = {"learning_rate": effective_learning_rate(cfg)}
+    if cfg.weight_decay:  # Keras' decoupled decay (lr x decay per step); absent = the notebook's optimizer
+        config["weight_decay"] = cfg.weight_decay
+    return keras.optimizers.get({"class_name": Optimizer(cfg.optimizer).value, "config": config})
 
 
 def compile_model(model: keras.Model, cfg: TrainerConfig) -> keras.Model:
