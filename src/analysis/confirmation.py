@@ -1,11 +1,12 @@
-"""A study's confirmation stage as a result: which configuration won, and by how much.
+"""A study's confirmation stage as a result: which candidate, and what was decided.
 
 The stage itself (training the top-k configurations and the baseline over
 seeds) is `src/jobs/confirm.py`; this module decides and words its answer, for
 that stage and for a report read back from MLflow, so both say the same thing:
-the winner is the best mean validation accuracy over seeds (never the test
-set), and its test accuracy is compared with the baseline's by
-`pairing.compare_runs`.
+the candidate is the best mean validation accuracy over the first
+`tuner.confirm.seeds` seeds (never the test set), and the decision against the
+baseline is made on the paired test comparison, look by look
+(`analysis.decision`, `decide_runs`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from src.analysis import compare, pairing, stats
+from src.analysis import compare, decision, pairing, stats
 from src.tracking.store import child_runs
 
 BASELINE = "baseline"  # the confirm_candidate label of the study's baseline configuration
@@ -27,27 +28,62 @@ RECORDED = ("as the study computed it at its confirmation stage (paired over see
 class Confirmed:
     table: pd.DataFrame  # one row per (candidate, seed): val_accuracy, test_accuracy, run_id, ...
     winner: str
-    comparison: pairing.Comparison  # winner minus baseline, test accuracy
+    comparison: pairing.Comparison  # winner minus baseline, test accuracy, every pair (95 %)
+    decision: Optional[decision.Decision] = None  # None: runs without per-image test predictions
+    chosen_after: int = 0  # the seeds per configuration the candidate was chosen on (validation)
 
     @property
     def baseline_best(self) -> bool:
-        """The baseline configuration's mean validation accuracy is at least the best
-        candidate's: nothing the search found beat it where the study may look."""
+        """The registry's champion stays and the report calls no one the winner: the decision is
+        not `candidate_better` (without a decision: the baseline's mean validation accuracy is at
+        least the best candidate's, the rule of studies from before decisions)."""
+        if self.decision is not None:
+            return self.decision.outcome != decision.CANDIDATE_BETTER
         means = self.table.groupby("candidate")["val_accuracy"].mean()
         return bool(means[BASELINE] >= means[self.winner])
 
     @property
     def best_is_called(self) -> str:
-        """What the report calls the best candidate: 'winner', or 'best candidate' when it lost."""
+        """What the report calls the best candidate: 'winner' once it is decided better, else 'best candidate'."""
         return "best candidate" if self.baseline_best else "winner"
 
     @property
     def answer(self) -> str:
-        """The confirmed configuration: the best candidate, or the baseline when none beat it."""
+        """The confirmed configuration: the candidate when decided better, else the baseline."""
         return BASELINE if self.baseline_best else self.winner
 
+    def chosen_how(self) -> str:
+        searched = self.table.loc[self.table["candidate"] != BASELINE, "candidate"].nunique()
+        if searched <= 1:
+            return f"{self.winner}, the search's best, was confirmed."
+        return (f"{self.winner} was chosen among the {searched} best configurations of the search on mean "
+                f"validation accuracy over their first {self.chosen_after} seeds (never on test); only it "
+                "and the baseline trained further seed pairs.")
+
+    def advice(self) -> str:
+        """What the decision leaves a user to do, when the candidate did not win."""
+        outcome = self.decision.outcome if self.decision is not None else None
+        if outcome == decision.BASELINE_BETTER:
+            return "the baseline configuration beats the best candidate on test: nothing in this space improves on it"
+        if outcome == decision.EQUIVALENT:
+            return (f"the best candidate ties the baseline within {100 * self.decision.margin:g} points on test: "
+                    "this space holds no gain as large as the margin")
+        if outcome == decision.UNDECIDED:
+            return (f"the confirmation could not decide: a gain below {100 * self.decision.mde:.1f} points would go "
+                    "unseen; raise tuner.confirm.max_seeds to look for one")
+        return "nothing in this space beats the baseline on validation"
+
     def summary(self) -> str:
-        """The answer in two sentences (the study run's description starts with it)."""
+        """The decision first, then how the candidate was chosen (the study run's description starts with it)."""
+        if self.decision is not None:
+            means = self.table.groupby("candidate")[["val_accuracy", "test_accuracy"]].mean()
+            return (f"Decision: {self.decision.outcome.replace('_', ' ')}. "
+                    + self.decision.words(self.winner, "the baseline configuration") + " " + self.chosen_how()
+                    + f" Mean test accuracy {means.loc[self.winner, 'test_accuracy']:.4f} against the baseline's "
+                    f"{means.loc[BASELINE, 'test_accuracy']:.4f}.")
+        return self._summary_without_decision()
+
+    def _summary_without_decision(self) -> str:
         means = self.table.groupby("candidate")[["val_accuracy", "test_accuracy"]].mean()
         seeds = int((self.table["candidate"] == self.winner).sum())
         if self.baseline_best:
@@ -70,6 +106,28 @@ def confirmed_winner(table: pd.DataFrame) -> str:
     return searched.groupby("candidate", sort=False)["val_accuracy"].mean().idxmax()
 
 
+def decide_runs(client, candidate_runs: List, baseline_runs: List, first: int, cap: int, margin_points: float,
+                truth: Optional[np.ndarray] = None) -> Optional[decision.Decision]:
+    """The decision over the seed pairs there are, look by look from `first` pairs: the first look
+    that decides, else the last. The study and a report read back from MLflow both call this, so
+    they decide alike. None where the runs logged no per-image test predictions."""
+    candidates, baselines = pairing.by_seed(candidate_runs, "candidate"), pairing.by_seed(baseline_runs, BASELINE)
+    seeds = sorted(set(candidates) & set(baselines))
+    if len(seeds) < first:
+        return None
+    correct = pairing.correctness(client, [(candidates[s], baselines[s]) for s in seeds], truth)
+    if isinstance(correct, str):
+        return None
+    cap = max(cap, first)
+    found = None
+    for pairs in range(first, len(seeds) + 1):
+        found = decision.decide(decision.paired_interval(correct[0][:pairs], correct[1][:pairs]), pairs,
+                                first, cap, margin_points / 100)
+        if found.done:
+            break
+    return found
+
+
 def read_confirmation(client, parent) -> Optional[Confirmed]:
     """The confirmation runs (children tagged study_role=confirm) of a study's parent run;
     None if it has none, or no baseline or searched configuration among them."""
@@ -83,7 +141,9 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
     table = pd.DataFrame(rows)
     if table.empty or BASELINE not in set(table["candidate"]) or set(table["candidate"]) == {BASELINE}:
         return None
-    winner = confirmed_winner(table)
+    params = parent.data.params
+    first = int(params.get("tuner.confirm.seeds", table.groupby("candidate")["seed"].nunique().min()))
+    winner = confirmed_winner(table[table["seed"] < table["seed"].min() + first])
     by_id = {r.info.run_id: r for r in runs}
     side = {name: [by_id[i] for i in table.loc[table["candidate"] == name, "run_id"]] for name in (winner, BASELINE)}
     comparison = pairing.compare_runs(client, side[winner], side[BASELINE], winner, BASELINE)
@@ -94,7 +154,11 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
         comparison = pairing.Comparison(winner, BASELINE, comparison.seeds, stats.Difference(
             recorded["confirm_difference"], recorded["confirm_difference_low"],
             recorded["confirm_difference_high"], RECORDED))
-    return Confirmed(table, winner, comparison)
+    # The stage logs the rule it ran under (confirm.*); a study from before it had one look at 1.0 point.
+    cap = int(params.get("confirm.max_seeds", params.get("tuner.confirm.max_seeds", first)))
+    margin = float(params.get("confirm.margin", params.get("tuner.confirm.margin", 1.0)))
+    decided = decide_runs(client, side[winner], side[BASELINE], first, cap, margin)
+    return Confirmed(table, winner, comparison, decided, first)
 
 
 def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) -> List[str]:

@@ -19,8 +19,8 @@ import optuna
 import pandas as pd
 from scipy import stats as scipy_stats
 
-IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "importance_low", "importance_high", "p_value",
-                      "p_adjusted", "distinct_values", "trials"]
+IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "importance_low", "importance_high", "p_value", "p_low",
+                      "p_high", "permutations", "settled", "p_adjusted", "distinct_values", "trials"]
 # The noise floor of an importance: how often the objective, shuffled across the trials (no
 # hyperparameter can matter then), gives that hyperparameter as large an importance; and how far
 # the importance moves when the trials are resampled. Fixed seeds: a report reads the same twice.
@@ -29,10 +29,17 @@ IMPORTANCE_COLUMNS = ["hyperparameter", "importance", "importance_low", "importa
 # create_study logs an INFO line per study, and a report builds hundreds.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 PERMUTATIONS = BOOTSTRAPS = int(os.environ.get("REPORT_RESAMPLES", "200"))
+# A p-value from B shuffles is an estimate with binomial Monte Carlo error: 5 exceedances of 200
+# (p = 0.030) are compatible with a true p of 0.008 to 0.057. A verdict its Monte Carlo range
+# leaves in doubt gets more shuffles, doubling up to this factor times the first count (2,000
+# by default: enough to tell 0.03 from 0.05), and is reported unsettled if still in doubt there.
+# Each shuffle scores every hyperparameter at once, so the extra shuffles serve them all.
+MAX_PERMUTATIONS_FACTOR = 10
 SIGNIFICANCE = 0.05
+MONTE_CARLO_CONFIDENCE = 0.95
 # Each shuffled or resampled importance is scored by the same evaluator as the reported one
 # (optuna's fANOVA, 64 trees, fixed seed), so the p-value compares like with like: ~0.14 s a fit
-# on a Zen 3, so 400 fits take about a minute per budget.
+# on a Zen 3, so 400 fits take about a minute per budget (and up to 5 more where p needs 2,000 shuffles).
 FANOVA_TREES = 64
 
 
@@ -46,7 +53,8 @@ def trial_counts(frame: pd.DataFrame, objective: str, budget: Optional[str]) -> 
 
 def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, budget: Optional[str],
                        min_trials: int = 6, permutations: int = PERMUTATIONS,
-                       bootstraps: int = BOOTSTRAPS, trees: int = FANOVA_TREES) -> Dict[Hashable, pd.DataFrame]:
+                       bootstraps: int = BOOTSTRAPS, trees: int = FANOVA_TREES,
+                       max_permutations: Optional[int] = None) -> Dict[Hashable, pd.DataFrame]:
     """fANOVA importances of `params` for `objective`, one table per budget.
 
     Hyperband trains most trials for a few epochs and a few for many, and what
@@ -57,9 +65,10 @@ def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, b
     never ranked, even if listed in `params`; without a budget (`budget=None`)
     all trials form one table under the key None.
 
-    Returns {budget value: DataFrame[hyperparameter, importance, importance_low,
-    importance_high, p_value, p_adjusted, distinct_values, trials]}, most important first,
-    importances summing to 1; `noise_floor` adds the interval and p-value.
+    Returns {budget value: DataFrame[IMPORTANCE_COLUMNS]}, most important first,
+    importances summing to 1; `noise_floor` adds the interval, the p-value with its Monte Carlo
+    range (p_low, p_high), the shuffles it took (`permutations`, at most `max_permutations`)
+    and whether its verdict is `settled`.
     A budget with fewer than `min_trials` trials is left out (see
     `trial_counts`); a hyperparameter with one value at a budget has nothing
     to explain there, so its importance is NaN and it is listed last; a budget
@@ -79,18 +88,19 @@ def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, b
         complete = rows.dropna(subset=varying)
         target = complete[objective].to_numpy(dtype=float)
         importance = dict.fromkeys(ranked, math.nan)
-        noise = {p: (math.nan, math.nan, math.nan) for p in ranked}
+        noise = dict.fromkeys(ranked, NoiseFloor())
         if varying and len(complete) >= 2 and np.ptp(target) > 0:
             importance.update(_fanova(complete, varying, target, trees))
-            noise.update(noise_floor(complete, varying, target, permutations, bootstraps, trees=trees))
+            noise.update(noise_floor(complete, varying, target, permutations, bootstraps, trees=trees,
+                                     max_permutations=max_permutations))
         table = pd.DataFrame({"hyperparameter": ranked, "importance": [importance[p] for p in ranked],
-                              "importance_low": [noise[p][0] for p in ranked],
-                              "importance_high": [noise[p][1] for p in ranked],
-                              "p_value": [noise[p][2] for p in ranked],
-                              "p_adjusted": adjusted([noise[p][2] for p in ranked]),
+                              **{f.name: [getattr(noise[p], f.name) for p in ranked]
+                                 for f in dataclasses.fields(NoiseFloor)},
+                              "p_adjusted": adjusted([noise[p].p_value for p in ranked]),
                               "distinct_values": [distinct[p] for p in ranked], "trials": len(rows)})
-        result[value] = (table.sort_values(["importance", "hyperparameter"], ascending=[False, True],
-                                           na_position="last").reset_index(drop=True))
+        result[value] = (table[IMPORTANCE_COLUMNS].sort_values(["importance", "hyperparameter"],
+                                                               ascending=[False, True], na_position="last")
+                         .reset_index(drop=True))
     return result
 
 
@@ -106,13 +116,17 @@ def adjusted(p_values: List[float]) -> List[float]:
     return result.tolist()
 
 
-def evidence(p_value: float, p_adjusted: float) -> str:
+def evidence(p_value: float, p_adjusted: float, settled: bool = True) -> str:
     """What a test's p-values let the report say, one rule for every table and sentence:
     "established" (p < SIGNIFICANCE after counting every test at the budget), "lead" (only before
-    that count: a lone p just under 0.05 is what chance gives one of several), "noise", or
-    "untestable" (no p-value)."""
+    that count: a lone p just under 0.05 is what chance gives one of several), "noise",
+    "unsettled" (a permutation p whose Monte Carlo range spans two of these verdicts even after
+    the extra shuffles: `settled` False) or "untestable" (no p-value). An exact p (an F-test's)
+    is always settled."""
     if math.isnan(p_value):
         return "untestable"
+    if not settled:
+        return "unsettled"
     if not math.isnan(p_adjusted) and p_adjusted < SIGNIFICANCE:
         return "established"
     return "lead" if p_value < SIGNIFICANCE else "noise"
@@ -129,24 +143,35 @@ def headline_budget(result: Dict[Hashable, pd.DataFrame], counts: Dict[Hashable,
     return max(usable) if None not in usable else None
 
 
-def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permutations: int = PERMUTATIONS,
-                bootstraps: int = BOOTSTRAPS, seed: int = 0,
-                trees: int = FANOVA_TREES) -> Dict[str, Tuple[float, float, float]]:
-    """{hyperparameter: (bootstrap 2.5 %, 97.5 %, permutation p-value)} of its fANOVA importance.
+@dataclasses.dataclass(frozen=True)
+class NoiseFloor:
+    """One hyperparameter's noise floor (NaN, 0 shuffles and settled where it is not testable)."""
+    importance_low: float = math.nan  # bootstrap 2.5 %
+    importance_high: float = math.nan  # bootstrap 97.5 %
+    p_value: float = math.nan  # permutation p-value, (1 + b) / (1 + B)
+    p_low: float = math.nan  # its Monte Carlo range: Clopper-Pearson on b of B
+    p_high: float = math.nan
+    permutations: int = 0  # B, the shuffles it rests on
+    settled: bool = True  # whether the verdict (`evidence`) is the same across that range
 
-    p-value: the objective shuffled across the trials `permutations` times (any effect destroyed,
-    the trials' hyperparameters kept), (1 + shuffles with an importance >= the observed) /
-    (1 + shuffles); a one-sided test of "this hyperparameter explains more than chance would".
+
+def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permutations: int = PERMUTATIONS,
+                bootstraps: int = BOOTSTRAPS, seed: int = 0, trees: int = FANOVA_TREES,
+                max_permutations: Optional[int] = None) -> Dict[str, NoiseFloor]:
+    """{hyperparameter: NoiseFloor} of its fANOVA importance.
+
+    p-value: the statistic is the fANOVA importance of the hyperparameter, against the objective
+    shuffled across the trials (any effect destroyed, the trials' hyperparameters kept): (1 +
+    shuffles with an importance >= the observed) / (1 + shuffles), a one-sided test of "this
+    hyperparameter explains more than chance would". `permutation_test` says how many shuffles
+    (`permutations`, extended up to `max_permutations`) and how far the estimate can be off.
     Interval: trials resampled with replacement `bootstraps` times, percentiles of the importance
     (a resample where the objective or the hyperparameter does not vary counts as 0).
     """
-    rng = np.random.default_rng(seed)
     observed = _fanova(rows, params, target, trees)
-    exceed = dict.fromkeys(params, 0)
-    for _ in range(permutations):
-        null = _fanova(rows, params, rng.permutation(target), trees)
-        for p in params:
-            exceed[p] += null[p] >= observed[p] - 1e-12
+    tests = permutation_test(rows, params, target, observed, permutations, max_permutations, seed, trees)
+    # Its own stream, so the interval does not depend on how many shuffles the p-values took.
+    rng = np.random.default_rng(seed + 1)
     resampled = {p: [] for p in params}
     for _ in range(bootstraps):
         pick = rng.integers(0, len(rows), len(rows))
@@ -155,9 +180,49 @@ def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permu
         scores = _fanova(sample, varying, values, trees) if varying and np.ptp(values) > 0 else {}
         for p in params:
             resampled[p].append(scores.get(p, 0.0))
-    return {p: (float(np.percentile(resampled[p], 2.5)) if bootstraps else math.nan,
-                float(np.percentile(resampled[p], 97.5)) if bootstraps else math.nan,
-                (1 + exceed[p]) / (1 + permutations) if permutations else math.nan) for p in params}
+    return {p: dataclasses.replace(tests[p], importance_low=float(np.percentile(resampled[p], 2.5)),
+                                   importance_high=float(np.percentile(resampled[p], 97.5)))
+            if bootstraps else tests[p] for p in params}
+
+
+def permutation_test(rows: pd.DataFrame, params: List[str], target: np.ndarray, observed: Dict[str, float],
+                     permutations: int = PERMUTATIONS, max_permutations: Optional[int] = None, seed: int = 0,
+                     trees: int = FANOVA_TREES) -> Dict[str, NoiseFloor]:
+    """Permutation p-values of `observed` importances, each with its Monte Carlo range.
+
+    Starts with `permutations` shuffles; while some hyperparameter's verdict (`evidence` of its
+    p and of the budget's adjusted p's) differs between the two ends of its Monte Carlo range,
+    doubles the shuffles, up to `max_permutations` (default MAX_PERMUTATIONS_FACTOR times the
+    start). Every hyperparameter gets the final count, so their p's stay comparable."""
+    cap = max(permutations, MAX_PERMUTATIONS_FACTOR * permutations if max_permutations is None else max_permutations)
+    rng = np.random.default_rng(seed)
+    exceed, done, goal = dict.fromkeys(params, 0), 0, permutations
+    while True:
+        for _ in range(goal - done):
+            null = _fanova(rows, params, rng.permutation(target), trees)
+            for p in params:
+                exceed[p] += null[p] >= observed[p] - 1e-12
+        done = goal
+        result = _monte_carlo(exceed, done)
+        if done >= cap or all(r.settled for r in result.values()):
+            return result
+        goal = min(2 * done, cap)
+
+
+def _monte_carlo(exceed: Dict[str, int], shuffles: int) -> Dict[str, NoiseFloor]:
+    """p-values from `exceed` of `shuffles`, their Clopper-Pearson ranges, and whether each
+    verdict holds across its range (the adjusted p's taken at the low and the high ends alike:
+    Benjamini-Hochberg never lowers an adjusted p when a p rises)."""
+    if not shuffles:
+        return dict.fromkeys(exceed, NoiseFloor())
+    ranges = {p: scipy_stats.binomtest(int(b), shuffles).proportion_ci(MONTE_CARLO_CONFIDENCE, method="exact")
+              for p, b in exceed.items()}
+    low, high = [r.low for r in ranges.values()], [r.high for r in ranges.values()]
+    values = [(1 + b) / (1 + shuffles) for b in exceed.values()]
+    verdicts = zip(map(evidence, values, adjusted(values)), map(evidence, low, adjusted(low)),
+                   map(evidence, high, adjusted(high)))
+    return {p: NoiseFloor(p_value=v, p_low=lo, p_high=hi, permutations=shuffles, settled=len(set(kinds)) == 1)
+            for p, v, lo, hi, kinds in zip(exceed, values, low, high, verdicts)}
 
 
 def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray, trees: int = FANOVA_TREES) -> Dict[str, float]:

@@ -96,7 +96,7 @@ def compare_runs(client, runs_a: Sequence, runs_b: Sequence, label_a: str = "A",
     table["difference"] = table["test_accuracy_a"] - table["test_accuracy_b"]
     left_out = f"seeds {unpaired_seeds} are on one side only and left out" if unpaired_seeds else ""
     if common:
-        correct = _correctness(client, [(a[s], b[s]) for s in common], truth)
+        correct = correctness(client, [(a[s], b[s]) for s in common], truth)
         if not isinstance(correct, str):
             return Comparison(label_a, label_b, table, stats.paired_difference(*correct), left_out)
         reason = correct
@@ -111,7 +111,7 @@ def compare_runs(client, runs_a: Sequence, runs_b: Sequence, label_a: str = "A",
     return Comparison(label_a, label_b, table, stats.difference(accuracies_a, accuracies_b, test_images), note)
 
 
-def _correctness(client, pairs, truth: Optional[np.ndarray]):
+def correctness(client, pairs, truth: Optional[np.ndarray]):
     """([A right per image] per seed, [B right per image] per seed), or why they cannot be had."""
     predicted, truths = {}, []
     for pair in pairs:

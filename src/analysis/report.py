@@ -169,11 +169,8 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
         lines += ["## Objective against each hyperparameter", "",
                   "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", ""]
         lines += study_report.importance_lines(frame, columns, "best_val_accuracy", None, out_dir)[0]
-    histories = compare.metric_histories(client, sorted((r.info.run_name, r.info.run_id) for r in selection.runs))
     best_name = frame.loc[frame["config"] == board.iloc[0]["config"], "run_name"].iloc[0]
-    compare.plot_curves(histories, highlight=best_name).savefig(figures / "validation_curves.png",
-                                                                metadata={"Software": None})
-    lines += ["## Validation curves", "", "![validation curves](figures/validation_curves.png)", ""]
+    lines += curves_section(client, selection, best_name, figures, answer is not None and answer.confirmed)
     lines += run_report.best_run_section(client, selection.evaluated, selection.kind, out_dir)
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(lines))
@@ -182,6 +179,23 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
         log.info("logged the report to run %s (artifacts %s/) and its summary as the run's description",
                  selection.evaluated[0].info.run_id, study_report.REPORT_ARTIFACTS)
     return path
+
+
+def curves_section(client, selection: Selection, best_name: str, figures: Path, confirmed: bool) -> List[str]:
+    """Every run's validation curve (`validation_curves.png`, `best_name` on top). A study's runs
+    are its trials: one seed each, a Hyperband trial cut at its round's epochs, so the heading
+    says so and a confirmed study's epochs are read from its confirmation runs instead."""
+    histories = compare.metric_histories(client, sorted((r.info.run_name, r.info.run_id) for r in selection.runs))
+    compare.plot_curves(histories, highlight=best_name).savefig(figures / "validation_curves.png",
+                                                                metadata={"Software": None})
+    if selection.kind != "study":
+        lines = ["## Validation curves", ""]
+    else:
+        lines = ["## Validation curves of the search trials", "",
+                 "Each trial's own curve (one seed)" + ("; how accuracy grows with epochs is read from the "
+                                                         "confirmation runs instead (Epochs, under Confirmation)."
+                                                         if confirmed else "."), ""]
+    return lines + ["![validation curves](figures/validation_curves.png)", ""]
 
 
 def publish_study_report(client, parent_run_id: str, baseline: str = "baseline") -> None:

@@ -113,7 +113,7 @@ class PairedDifference:
 
 
 def paired_difference(correct_a: List[np.ndarray], correct_b: List[np.ndarray], confidence: float = 0.95,
-                      n_resamples: int = 2000, seed: int = 0) -> PairedDifference:
+                      n_resamples: int = 2000, seed: int = 0, image_method: str = "bootstrap") -> PairedDifference:
     """Accuracy of A minus accuracy of B over N paired seeds on one shared test set.
 
     `correct_a[i]` and `correct_b[i]` are per-image correctness (same images, same order) of
@@ -138,9 +138,13 @@ def paired_difference(correct_a: List[np.ndarray], correct_b: List[np.ndarray], 
     seed_differences = (a.sum(axis=1) - b.sum(axis=1)) / n_images
     estimate = float((a.sum() - b.sum()) / (n_seeds * n_images))
 
-    images = scipy_stats.bootstrap((per_image,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                                   method="percentile", vectorized=True, batch=200,
-                                   rng=np.random.default_rng(seed)).confidence_interval
+    if image_method == "normal":
+        half = scipy_stats.norm.ppf((1 + confidence) / 2) * per_image.std(ddof=1) / math.sqrt(n_images)
+        images = scipy_stats._common.ConfidenceInterval(per_image.mean() - half, per_image.mean() + half)
+    else:
+        images = scipy_stats.bootstrap((per_image,), np.mean, n_resamples=n_resamples,
+                                       confidence_level=confidence, method="percentile", vectorized=True,
+                                       batch=200, rng=np.random.default_rng(seed)).confidence_interval
     if n_seeds >= 2:
         seed_half_width = float(scipy_stats.t.ppf((1 + confidence) / 2, n_seeds - 1)
                                 * scipy_stats.sem(seed_differences))
@@ -156,7 +160,8 @@ def paired_difference(correct_a: List[np.ndarray], correct_b: List[np.ndarray], 
         # No discordant image is no evidence either way; binomtest needs n >= 1.
         mcnemar_p.append(float(scipy_stats.binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0)
 
-    method = (f"paired bootstrap over {n_images} test images ({n_resamples} resamples, percentile)"
+    method = ((f"paired bootstrap over {n_images} test images ({n_resamples} resamples, percentile)"
+               if image_method != "normal" else f"paired normal interval over {n_images} test images")
               + (f" combined with a t interval over {n_seeds} seeds" if n_seeds >= 2 else
                  "; one seed, so seed variation is not included"))
     return PairedDifference(estimate=estimate, low=float(low), high=float(high), confidence=confidence,

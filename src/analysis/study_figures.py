@@ -1,6 +1,6 @@
 """Figures of a study's trials: the objective against each hyperparameter by budget, a
 parallel-coordinates plot, and the Pareto front of accuracy against training cost
-(seconds, parameters).
+(seconds, parameters); and of its confirmation runs: the validation curves over seeds.
 
 matplotlib's object API (no pyplot state), as in `compare`, so that building
 figures in a long process leaks nothing.
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from src.analysis import compare
 from src.analysis.importance import hashable
@@ -105,6 +105,43 @@ def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
         if index == 0:
             axes.legend(fontsize=7)
     figure.suptitle(f"{value} against training cost: what each extra second or parameter buys")
+    return figure
+
+
+def mean_curves(curves: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:
+    """Each candidate's curve over its seeds (`curves`: candidate, seed, epoch, `metric`): per
+    epoch the seeds, their mean, lowest and highest, up to the last epoch every seed reached, so
+    that the mean never switches to fewer seeds near its end (where its peak would then sit)."""
+    frames = []
+    for candidate, group in curves.dropna(subset=[metric]).groupby("candidate", sort=False):
+        last = group.groupby("seed")["epoch"].max().min()
+        by_epoch = group[group["epoch"] <= last].groupby("epoch")[metric]
+        frames.append(pd.DataFrame({"candidate": candidate, "seeds": by_epoch.size(), "mean": by_epoch.mean(),
+                                    "low": by_epoch.min(), "high": by_epoch.max()}).reset_index())
+    columns = ["epoch", "candidate", "seeds", "mean", "low", "high"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def plot_confirmation_curves(means: pd.DataFrame, metric: str = "val_accuracy") -> Figure:
+    """The confirmation runs' curves (`means`: mean_curves' table): per configuration its mean
+    over seeds as a line, a band from the lowest to the highest seed (min-max: with three seeds a
+    standard deviation would rest on two degrees of freedom) and a star at the mean's peak."""
+    figure = Figure(figsize=(8, 5), dpi=80, layout="constrained")
+    axes = figure.add_subplot()
+    for candidate, curve in means.groupby("candidate", sort=False):
+        line, = axes.plot(curve["epoch"], curve["mean"], marker="o", markersize=2,
+                          label=f"{candidate} (mean of {int(curve['seeds'].max())} seeds)")
+        axes.fill_between(curve["epoch"], curve["low"], curve["high"], color=line.get_color(), alpha=0.2,
+                          linewidth=0)
+        peak = curve.loc[curve["mean"].idxmax()]
+        axes.scatter([peak["epoch"]], [peak["mean"]], marker="*", s=120, color=line.get_color(), zorder=3)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.set_title(f"Confirmation runs: {metric} per epoch, mean over seeds (band: min-max)")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
     return figure
 
 

@@ -26,6 +26,8 @@ from src.tracking.store import child_runs
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
 REPORT_ARTIFACTS = "report"  # where a study's report lives among its parent run's artifacts
 NOTE_TAG = "mlflow.note.content"  # the run's description, shown at the top of the run in the MLflow UI
+CONTINUES = "continues"  # a trials frame's column: the trial a Hyperband round resumed (hp tuner/trial_id), or ""
+STATISTIC = "fANOVA importance of the hyperparameter, against the objective shuffled across trials"
 
 
 @dataclass
@@ -77,6 +79,7 @@ def study_trials(client, parent) -> StudyTrials:
                            for _, row in runs.iterrows()]
     previous = runs["params.hp.tuner/trial_id"] if "params.hp.tuner/trial_id" in runs else pd.Series(index=runs.index)
     frame["seconds_from_scratch"] = _seconds_from_scratch(frame["trial_id"], frame["train_seconds"], previous)
+    frame[CONTINUES] = [p if isinstance(p, str) else "" for p in previous]  # lineage: see _shared_lineage
     frame = compare.leaderboard(frame, objective) if len(frame) else frame
     return StudyTrials(frame, [n for n in names if n != budget], budget, objective, space)
 
@@ -126,9 +129,10 @@ def _winner_line(p: Dict[str, str], m: Dict[str, float], tags: Dict[str, str]) -
     chosen = ", ".join(f"{k[9:]}={_number(v)}" for k, v in sorted(p.items()) if k.startswith("final.hp.") and "/" not in k)
     # The final model is the best candidate's even when the baseline beat it (tag `confirm_winner`):
     # then it is not the study's winner, and the line must not call it one.
-    who = (f"- best searched configuration: trial {p.get('final.trial_id')} (the baseline configuration beat "
-           "it in the confirmation)" if tags.get("confirm_winner") == confirmation.BASELINE
-           else f"- winner: trial {p.get('final.trial_id')}")
+    why = (f"its confirmation against the baseline configuration ended {tags['confirm_decision'].replace('_', ' ')}"
+           if "confirm_decision" in tags else "the baseline configuration beat it in the confirmation")
+    who = (f"- best searched configuration: trial {p.get('final.trial_id')} ({why})"
+           if tags.get("confirm_winner") == confirmation.BASELINE else f"- winner: trial {p.get('final.trial_id')}")
     return (f"{who}, hyperparameters {chosen or best}; "
             f"final model: `{p.get('final.mode')}`"
             + (f" (retrained on all {p.get('final.train_images')} training images for {p.get('final.epochs')} epochs,"
@@ -221,7 +225,8 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
     edge_lines, flags = _edges(trials, winner, parent.data.params, who)
     figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
                                                None if confirmed is None else confirmed.table, out_dir)
-    epoch_lines, still_rising = ([], []) if confirmed is None else epochs_lines(client, confirmed)
+    epoch_lines, still_rising = (([], []) if confirmed is None
+                                 else epochs_lines(write_confirmation(client, confirmed, out_dir)))
     next_line = next_step(confirmed, flags, still_rising, who)
     values = f" Hyperparameters of {winner}: {described[winner]}." if described.get(winner) else ""
     answer = answer if answer.endswith(".") else answer + "."  # the pairing's sentence ends without one
@@ -233,47 +238,91 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
 
 
 EPOCH_MARKS = (5, 10, 15, 20)
+CURVE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")  # what each epoch logs (logged.epoch_logger)
+SEEDS_CSV, CURVES_CSV = "confirmation_seeds.csv", "confirmation_curves.csv"
+CURVES_FIGURE = "confirmation_curves.png"
 
 
-def epochs_lines(client, confirmed) -> Tuple[List[str], List[str]]:
-    """How accuracy grows with epochs, from the confirmation runs' validation curves: each
-    candidate's mean over seeds at 5, 10, 15 and 20 epochs with a t-interval, and where its mean
-    curve peaks. Returns (lines, candidates still rising at their last epoch)."""
+def confirmation_frames(client, confirmed) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """The confirmation runs per seed (their summary metrics) and per epoch (their metric
+    histories), each candidate in the confirmation table's order, its seeds ascending."""
+    table = confirmed.table
+    rank = {candidate: i for i, candidate in enumerate(dict.fromkeys(table["candidate"]))}
+    table = table.sort_values(["candidate", "seed"], key=lambda c: c.map(rank) if c.name == "candidate" else c)
+    seeds, curves = [], []
+    for row in table.itertuples():
+        metrics = client.get_run(row.run_id).data.metrics
+        seeds.append({"candidate": row.candidate, "seed": row.seed, "val_accuracy": row.val_accuracy,
+                      "test_accuracy": row.test_accuracy, "best_epoch": metrics.get("best_val_epoch", math.nan),
+                      "epochs_trained": metrics.get("epochs_trained", math.nan), "run_id": row.run_id})
+        epochs: Dict[int, Dict[str, float]] = {}
+        for key in CURVE_METRICS:
+            for point in client.get_metric_history(row.run_id, key):
+                epochs.setdefault(point.step, {})[key] = point.value
+        curves += [{"candidate": row.candidate, "seed": row.seed, "epoch": epoch, **values}
+                   for epoch, values in sorted(epochs.items())]
+    return pd.DataFrame(seeds), pd.DataFrame(curves, columns=["candidate", "seed", "epoch", *CURVE_METRICS])
+
+
+def write_confirmation(client, confirmed, out_dir: Path) -> pd.DataFrame:
+    """`confirmation_seeds.csv` and `confirmation_curves.csv`, so that every number the
+    Confirmation and Epochs sections state can be checked from the report's own files
+    (without the MLflow store), and the figure of the confirmation curves. Returns the curves."""
+    seeds, curves = confirmation_frames(client, confirmed)
+    seeds.to_csv(out_dir / SEEDS_CSV, index=False, float_format="%.6g")
+    curves.to_csv(out_dir / CURVES_CSV, index=False, float_format="%.6g")
+    means = study_figures.mean_curves(curves)
+    if len(means):
+        (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+        study_figures.plot_confirmation_curves(means).savefig(out_dir / "figures" / CURVES_FIGURE,
+                                                              metadata={"Software": None})
+    return curves
+
+
+def _mean_interval(values: np.ndarray) -> str:
+    """'mean (low-high)': a 95 % t-interval over the seeds, or the mean alone where it has no spread."""
     from scipy import stats as scipy_stats
 
+    if len(values) > 1 and values.std() > 0:
+        low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=scipy_stats.sem(values))
+        return f"{values.mean():.4f} ({low:.4f}-{high:.4f})"
+    return f"{values.mean():.4f}"
+
+
+def epochs_lines(curves: pd.DataFrame) -> Tuple[List[str], List[str]]:
+    """How accuracy grows with epochs, from the confirmation runs' validation curves (never the
+    search's trials: one seed each, and a Hyperband trial's curve is cut at its round's budget):
+    each candidate's mean over seeds at 5, 10, 15 and 20 epochs with a t-interval, and where its
+    mean curve peaks. Returns (lines, candidates still rising at their last epoch)."""
+    means = study_figures.mean_curves(curves)
     rows, rising = [], []
-    for candidate, group in confirmed.table.groupby("candidate", sort=False):
-        curves = [dict(compare.metric_histories(client, [("run", run_id)])["run"]) for run_id in group["run_id"]]
-        curves = [c for c in curves if c]
-        if not curves:
-            continue
-        last = min(max(c) for c in curves)
+    for candidate, mean in means.groupby("candidate", sort=False):
+        group = curves[curves["candidate"] == candidate].dropna(subset=["val_accuracy"])
+        last = int(mean["epoch"].max())  # the last epoch every seed reached (mean_curves)
         steps = [e for e in EPOCH_MARKS if e <= last] + ([last] if last not in EPOCH_MARKS else [])
-        row = {"candidate": candidate, "seeds": len(curves)}
+        row = {"candidate": candidate, "seeds": group["seed"].nunique()}
         for epoch in steps:
-            values = np.array([c[epoch] for c in curves if epoch in c])
-            if len(values) > 1 and values.std() > 0:
-                low, high = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
-                                                   scale=scipy_stats.sem(values))
-                row[f"epoch {epoch}"] = f"{values.mean():.4f} ({low:.4f}-{high:.4f})"
-            else:
-                row[f"epoch {epoch}"] = f"{values.mean():.4f}"
-        mean_curve = {e: float(np.mean([c[e] for c in curves if e in c])) for e in range(1, last + 1)
-                      if any(e in c for c in curves)}
-        peak = max(mean_curve, key=mean_curve.get)
-        best_epochs = [max(c, key=c.get) for c in curves]
-        row["mean curve peaks at"] = f"epoch {peak} ({mean_curve[peak]:.4f})"
-        row["each seed's best epoch"] = ", ".join(str(e) for e in best_epochs)
-        if peak == last:
+            row[f"epoch {epoch}"] = _mean_interval(group.loc[group["epoch"] == epoch, "val_accuracy"].to_numpy())
+        peak = mean.loc[mean["mean"].idxmax()]
+        best_epochs = group.loc[group.groupby("seed", sort=False)["val_accuracy"].idxmax(), "epoch"]
+        row["mean curve peaks at"] = f"epoch {int(peak['epoch'])} ({peak['mean']:.4f})"
+        row["each seed's best epoch"] = ", ".join(str(int(e)) for e in best_epochs)
+        if int(peak["epoch"]) == last:
             rising.append(candidate)
         rows.append(row)
     if not rows:
         return [], []
     lines = ["### Epochs: accuracy against training length", "",
-             "Validation accuracy of each confirmed configuration, mean over its seeds (95 % t-interval), at "
-             "5, 10, 15 and 20 epochs of its confirmation runs, and the epoch where its mean curve peaks. "
-             "A peak at the last epoch means more epochs may still help.", "",
-             compare.markdown_table(pd.DataFrame(rows).fillna("")), ""]
+             "Computed from the confirmation runs (their per-epoch validation curves, `confirmation_curves.csv`; "
+             "per seed: `confirmation_seeds.csv`), not from the search's trials. Validation accuracy of each "
+             "confirmed configuration, mean over its seeds (95 % t-interval), at 5, 10, 15 and 20 epochs and its "
+             "last, and the "
+             "epoch where its mean curve peaks (up to the last epoch all its seeds reached). A peak at the last "
+             "epoch means more epochs may still help.", "",
+             compare.markdown_table(pd.DataFrame(rows).fillna("")), "",
+             "Each configuration's mean validation curve over its seeds, the band from its lowest to its highest "
+             "seed at each epoch (min-max), the star at the mean curve's peak:", "",
+             f"![confirmation curves](figures/{CURVES_FIGURE})", ""]
     return lines, rising
 
 
@@ -292,7 +341,7 @@ def next_step(confirmed, flags: List[str], still_rising: List[str], who: str = "
     if still_rising:
         advice.append(f"train longer: {', '.join(still_rising)} still improved at the last epoch")
     if confirmed is not None and confirmed.baseline_best:
-        advice.insert(0, "nothing in this space beats the baseline on validation")
+        advice.insert(0, confirmed.advice())
     return ("; ".join(advice) if advice else
             "nothing flags a direction: no edge of the space is reached and every confirmed curve peaks before "
             "its last epoch") + "."
@@ -326,9 +375,9 @@ def _show(value) -> str:
 def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
                      out_dir: Path) -> Tuple[List[str], str, Optional[Hashable]]:
     """fANOVA importances per budget (or over all runs without one), each with its noise floor
-    (permutation p-value, bootstrap interval), `importance.csv`, and a headline from the highest
-    budget with enough trials that names only what clears the noise. Returns (lines, headline,
-    that budget)."""
+    (permutation p-value with its Monte Carlo range, bootstrap interval), `importance.csv`, and a
+    headline from the highest budget with enough trials that names only what clears the noise.
+    Returns (lines, headline, that budget)."""
     counts = importance.trial_counts(frame, objective, budget)
     tables = importance.budget_importances(frame, names, objective, budget, MIN_TRIALS)
     top = None if budget is None else importance.headline_budget(tables, counts, MIN_TRIALS)
@@ -339,26 +388,26 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
                                                                       float_format="%.6g")
     headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
-    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(
-        f"{r.hyperparameter} (p = {r.p_value:.3f}, {r.p_adjusted:.3f} adjusted"
-        + ("" if importance.evidence(r.p_value, r.p_adjusted) == "established" else ": a lead") + ")"
-        for r in _significant(table).itertuples())
-        for value, table in sorted(tables.items()) if budget is not None and value != top and len(_significant(table))]
-    if elsewhere:
-        headline += " At other budgets, p < 0.05: " + "; ".join(elsewhere) + "."
+    if budget is not None:
+        headline += _other_budgets(tables, top, budget) + _shared_lineage(tables, frame, budget)
     lines = ["## Which hyperparameters matter", "",
              f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, fixed seed) of `{objective}`: the share "
              "of its variance each hyperparameter explains. Each has its noise floor: a permutation p-value (the "
-             f"objective shuffled across the trials {importance.PERMUTATIONS} times, fixed seed: how often "
+             f"statistic tested: the {STATISTIC}; {importance.PERMUTATIONS} shuffles, fixed seed: how often "
              "chance alone gives that hyperparameter as large an importance) and a 95 % bootstrap interval "
-             f"({importance.BOOTSTRAPS} resamples of the trials). Only a hyperparameter with p < "
-             f"{importance.SIGNIFICANCE} is named as mattering; with a handful of trials an importance of 0.5 "
-             "can be pure noise. `p_adjusted` counts every hyperparameter tested at the budget (Benjamini-Hochberg): "
-             "a hyperparameter whose p clears 0.05 only before that adjustment is named as a lead, not an "
-             "established effect. "
+             f"({importance.BOOTSTRAPS} resamples of the trials). A p-value from B shuffles has Monte Carlo error: "
+             "`p_low`-`p_high` is its 95 % range (Clopper-Pearson), and where that range leaves the verdict in "
+             "doubt the shuffles are doubled, up to "
+             f"{importance.MAX_PERMUTATIONS_FACTOR * importance.PERMUTATIONS} (`permutations`: the count each p "
+             "rests on); a verdict still in doubt there is `settled` False and reported unsettled. Only a "
+             f"hyperparameter with p < {importance.SIGNIFICANCE} is named as mattering; with a handful of trials "
+             "an importance of 0.5 can be pure noise. `p_adjusted` counts every hyperparameter tested at the "
+             "budget (Benjamini-Hochberg): a hyperparameter whose p clears 0.05 only before that adjustment is "
+             "named as a lead, not an established effect. "
              + (f"Hyperband trains most trials for a few epochs and a few for many, and what matters after a few "
                 f"epochs need not be what matters after many, so each budget ({budget}) is analysed on its own and "
-                f"the {budget} are never ranked as a hyperparameter. " if budget else "")
+                f"the {budget} are never ranked as a hyperparameter; its rounds continue trials from lower budgets, "
+                "so the budgets are not independent samples. " if budget else "")
              + f"A budget needs {MIN_TRIALS} trials; trials per {budget or 'study'}: {_counts(counts)}.", "",
              f"**{headline}**", ""]
     for value, table in sorted(tables.items(), key=lambda item: (item[0] is None, item[0]), reverse=True):
@@ -368,9 +417,76 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     return lines, headline, top
 
 
+def _other_budgets(tables: Dict[Hashable, pd.DataFrame], top: Optional[Hashable], budget: str) -> str:
+    """' At other budgets: ...' naming what clears p < 0.05 (or is too close to call) below the headline's."""
+    labels = {"established": "", "lead": ": a lead", "unsettled": ": unsettled"}
+    elsewhere = [f"{_budget(budget, value)}: " + ", ".join(
+        f"{r.hyperparameter} ({_p(r)}, {r.p_adjusted:.3f} adjusted{labels[kind]})"
+        for r, kind in zip(table.itertuples(), _verdicts(table)) if kind in labels)
+        for value, table in sorted(tables.items()) if value != top and set(_verdicts(table)) & set(labels)]
+    return (" At other budgets, p < 0.05 or too close to call: " + "; ".join(elsewhere) + ".") if elsewhere else ""
+
+
+def _shared_lineage(tables: Dict[Hashable, pd.DataFrame], frame: pd.DataFrame, budget: str) -> str:
+    """A sentence for each hyperparameter named (established, a lead or unsettled) at two or more
+    budgets: Hyperband continues a lower budget's trials at the next, so the budgets' tables share
+    trials' lineage and agree partly because of it: one finding, not several."""
+    flagged: Dict[str, List[Hashable]] = {}
+    for value, table in sorted(tables.items()):
+        for r, kind in zip(table.itertuples(), _verdicts(table)):
+            if kind in ("established", "lead", "unsettled"):
+                flagged.setdefault(r.hyperparameter, []).append(value)
+    sentences = []
+    for name, values in flagged.items():
+        if len(values) < 2:
+            continue
+        at = " and ".join(_budget(budget, v) for v in values)
+        upper = " and ".join(_budget(budget, v) for v in values[1:])
+        lower = _budget(budget, values[0]) if len(values) == 2 else "a lower one of these budgets"
+        shared = _continued(frame, budget, values)
+        if shared is not None and shared[0] == 0:
+            sentences.append(f" {name} is named at {at}; no trial at {upper} continues one at {lower}, so these "
+                             "are separate trials' findings.")
+            continue
+        lineage = (f"{shared[0]} of the {shared[1]} trials at {upper} continue a trial at {lower}" if shared
+                   else "Hyperband continues trials from lower budgets (the runs do not record which)")
+        sentences.append(f" {name} is named at {at}, but {lineage}: these budgets are not independent, "
+                         "so this counts as one finding, not corroboration.")
+    return "".join(sentences)
+
+
+def _continued(frame: pd.DataFrame, budget: str, values: List[Hashable]) -> Optional[Tuple[int, int]]:
+    """(trials at the budgets above the lowest of `values` whose chain of continued trials reaches
+    a trial at a lower one of `values`, all trials at those budgets); None without lineage columns."""
+    if CONTINUES not in frame or "trial_id" not in frame:
+        return None
+    at = dict(zip(frame["trial_id"], frame[budget]))
+    before = dict(zip(frame["trial_id"], frame[CONTINUES]))
+    upper = [t for t, b in at.items() if b in values[1:]]
+    shared = 0
+    for trial in upper:
+        earlier, depth = before.get(trial), 0
+        # A chain is as long as Hyperband's rounds; the bound only guards against a corrupt record.
+        while earlier and depth < 64 and not (at.get(earlier) in values and at[earlier] < at[trial]):
+            earlier, depth = before.get(earlier), depth + 1
+        shared += bool(earlier) and depth < 64
+    return shared, len(upper)
+
+
+def _p(r) -> str:
+    """'p = 0.030 (Monte Carlo 95 % 0.017-0.049, 2000 shuffles)': a permutation p with its Monte Carlo error."""
+    return f"p = {r.p_value:.3f} (Monte Carlo 95 % {r.p_low:.3f}-{r.p_high:.3f}, {r.permutations} shuffles)"
+
+
+def _verdicts(table: pd.DataFrame) -> List[str]:
+    """importance.evidence of each row."""
+    return [importance.evidence(p, q, bool(s)) for p, q, s in zip(table["p_value"], table["p_adjusted"],
+                                                                   table["settled"])]
+
+
 def _significant(table: pd.DataFrame, kinds=("established", "lead")) -> pd.DataFrame:
     """The rows whose evidence (importance.evidence) is one of `kinds`."""
-    return table[[importance.evidence(p, q) in kinds for p, q in zip(table["p_value"], table["p_adjusted"])]]
+    return table[[kind in kinds for kind in _verdicts(table)]]
 
 
 def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], objective: str) -> str:
@@ -379,29 +495,34 @@ def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], 
     measured = table.dropna(subset=["importance"])
     if measured.empty:
         return f"Importance {at}: none, {objective} does not vary over {trials} trials."
-    clear = _significant(measured)
     tested = int(measured["p_value"].notna().sum())
     established, leads = _significant(measured, ("established",)), _significant(measured, ("lead",))
-    rest = measured[~measured.index.isin(clear.index)]
-    if clear.empty:
+    unsettled = _significant(measured, ("unsettled",))
+    rest = measured[~measured.index.isin(_significant(measured, ("established", "lead", "unsettled")).index)]
+    if established.empty and leads.empty and unsettled.empty:
         p_values = measured["p_value"].dropna()
-        spread = (f" (permutation p-values {p_values.min():.2f}-{p_values.max():.2f})" if len(p_values) else "")
+        spread = (f" (permutation p-values {p_values.min():.2f}-{p_values.max():.2f}, statistic: the {STATISTIC})"
+                  if len(p_values) else "")
         return (f"{at[0].upper()}{at[1:]} no hyperparameter's effect is distinguishable from noise in "
                 f"{trials} trials{spread}.")
 
     def named(rows: pd.DataFrame) -> str:
         return ", ".join(f"{r.hyperparameter} {r.importance:.2f} (95 % {r.importance_low:.2f}-"
-                         f"{r.importance_high:.2f}, p = {r.p_value:.3f}, {r.p_adjusted:.3f} adjusted)"
+                         f"{r.importance_high:.2f}, {_p(r)}, {r.p_adjusted:.3f} adjusted)"
                          for r in rows.itertuples())
 
-    sentence = (f"What matters {at} (fANOVA, {trials} trials, permutation p < {importance.SIGNIFICANCE} after "
-                f"counting the {tested} hyperparameters tested, Benjamini-Hochberg): {named(established)}."
-                if len(established) else
+    sentence = (f"What matters {at} (statistic: the {STATISTIC}; {trials} trials, permutation p < "
+                f"{importance.SIGNIFICANCE} after counting the {tested} hyperparameters tested, Benjamini-Hochberg): "
+                f"{named(established)}." if len(established) else
                 f"{at[0].upper()}{at[1:]} no hyperparameter's effect is established above the noise in {trials} "
-                f"trials once the {tested} hyperparameters tested are counted (Benjamini-Hochberg).")
+                f"trials once the {tested} hyperparameters tested are counted (Benjamini-Hochberg; statistic: the "
+                f"{STATISTIC}).")
     if len(leads):
         sentence += (f" A lead to confirm, not an established effect (p < {importance.SIGNIFICANCE} only before "
                      f"that count): {named(leads)}.")
+    if len(unsettled):
+        sentence += (" Unsettled (the p-value's Monte Carlo range spans a threshold even after the extra shuffles, "
+                     f"so more shuffles could change the verdict): {named(unsettled)}.")
     return sentence + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else "")
 
 

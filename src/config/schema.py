@@ -245,10 +245,14 @@ class HyperParameter:
 @dataclass
 class ConfirmConfig:
     """After the search: the top_k configurations and the baseline, each retrained from
-    scratch with `seeds` seeds (0 = no confirmation stage)."""
+    scratch with `seeds` seeds (0 = no confirmation stage); then the best on validation and the
+    baseline in further seed pairs until the paired test comparison decides, up to `max_seeds`
+    (src/analysis/decision.py)."""
     top_k: int = 3
-    seeds: int = 3
+    seeds: int = 3  # seed pairs before the first look
     epochs: Optional[int] = None  # null = each configuration's own epochs (Hyperband: tuner.max_epochs)
+    max_seeds: int = 6  # the cap on seed pairs (below `seeds`: `seeds`, one look, the fixed design)
+    margin: float = 1.0  # accuracy points: within it the two count as equivalent (fixed before the run)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -257,6 +261,10 @@ class ConfirmConfig:
             _fail("tuner.confirm.seeds", self.seeds, "0 (no confirmation) or a number of seeds >= 1")
         if self.epochs is not None and self.epochs < 1:
             _fail("tuner.confirm.epochs", self.epochs, "null or an integer >= 1")
+        if self.max_seeds < 1:
+            _fail("tuner.confirm.max_seeds", self.max_seeds, "an integer >= 1 (the cap on seed pairs)")
+        if not 0.0 < self.margin < 100.0:
+            _fail("tuner.confirm.margin", self.margin, "accuracy points in (0, 100), e.g. 1.0")
 
 
 @dataclass

@@ -23,7 +23,7 @@ import mlflow
 import pandas as pd
 
 from src.analysis import pairing
-from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner
+from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner, decide_runs
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import interrupt
@@ -129,43 +129,75 @@ def _train_in_processes(cfg: Config, pending: List[Tuple[Candidate, int]], study
         pool.join()
 
 
-def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: data_module.Splits,
-            study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmed]:
-    """Inside the study's run: train what is not yet confirmed, then compare."""
-    if cfg.tuner.confirm.seeds == 0:
-        return None
+def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: data_module.Splits,
+                   study_tags: Dict[str, str], experiment_id: str, parent_id: str) -> Dict[Tuple[str, int], object]:
+    """Train the (candidate, seed) runs not yet finished in the store; returns every finished one."""
     client = mlflow.MlflowClient()
-    parent_id = mlflow.active_run().info.run_id
-    chosen = candidates(cfg, board, trials)
-    seeds = [cfg.seed + index for index in range(cfg.tuner.confirm.seeds)]
     done = _done(client, experiment_id, parent_id)
-    pending = [(candidate, seed) for candidate in chosen for seed in seeds if (candidate.label, seed) not in done]
+    pending = [(candidate, seed) for candidate, seed in wanted if (candidate.label, seed) not in done]
     if cfg.tuner.workers > 1 and len(pending) > 1:
         _train_in_processes(cfg, pending, study_tags, experiment_id, parent_id)
     else:
         for candidate, seed in pending:
             _train_one(cfg, candidate, seed, splits, study_tags)
-    done = _done(client, experiment_id, parent_id)
-    rows = []
-    for candidate in chosen:
-        for seed in seeds:
-            run = done[(candidate.label, seed)]
-            rows.append({"candidate": candidate.label, "seed": seed, "epochs": candidate.epochs,
-                         "val_accuracy": run.data.metrics["best_val_accuracy"],
-                         "test_accuracy": run.data.metrics["test_accuracy"], "run_id": run.info.run_id,
-                         **{k: v for k, v in candidate.values.items()}})
-    table = pd.DataFrame(rows)
-    winner = confirmed_winner(table)
-    # The labels in memory pair runs resumed from before the true classes were logged with the others.
+    return _done(client, experiment_id, parent_id) if pending else done
+
+
+def _table(chosen: List[Candidate], done: Dict[Tuple[str, int], object]) -> pd.DataFrame:
+    rows = [{"candidate": candidate.label, "seed": seed, "epochs": candidate.epochs,
+             "val_accuracy": run.data.metrics["best_val_accuracy"],
+             "test_accuracy": run.data.metrics["test_accuracy"], "run_id": run.info.run_id, **candidate.values}
+            for candidate in chosen for (label, seed), run in sorted(done.items(), key=lambda item: item[0][1])
+            if label == candidate.label]
+    return pd.DataFrame(rows)
+
+
+def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: data_module.Splits,
+            study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmed]:
+    """Inside the study's run: the top-k and the baseline over the first seeds; the best on
+    validation against the baseline in seed pairs until the paired test comparison decides
+    (`tuner.confirm.max_seeds` at most); then the tables, tags and metrics of the answer."""
+    settings = cfg.tuner.confirm
+    if settings.seeds == 0:
+        return None
+    client, parent_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    cap = max(settings.max_seeds, settings.seeds)
+    logged.log_params_once({"confirm.max_seeds": cap, "confirm.margin": settings.margin})
+    chosen = candidates(cfg, board, trials)
+    first = [cfg.seed + index for index in range(settings.seeds)]
+    done = _train_missing(cfg, [(c, s) for c in chosen for s in first], splits, study_tags, experiment_id, parent_id)
+    winner = confirmed_winner(_table(chosen, {k: v for k, v in done.items() if k[1] in first}))
+    pair = [c for c in chosen if c.label in (winner, BASELINE)]
+    truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
+    pairs = settings.seeds
+    while True:
+        seeds = [cfg.seed + index for index in range(pairs)]
+        decided = decide_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
+                              settings.seeds, cap, settings.margin, truth)
+        if decided is None or decided.done:
+            break
+        log.info("[study] confirm: undecided after %d seed pairs (%s); adding seed %d", pairs,
+                 f"{100 * decided.low:+.2f} to {100 * decided.high:+.2f} points", cfg.seed + pairs)
+        pairs += 1
+        done = _train_missing(cfg, [(c, cfg.seed + pairs - 1) for c in pair], splits, study_tags, experiment_id,
+                              parent_id)
     comparison = pairing.compare_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
-                                      winner, BASELINE, truth=splits.y_test.argmax(axis=1))
-    result = Confirmed(table, winner, comparison)
-    logged.replace_table(table, "confirmation.json")
-    mlflow.log_text(table.to_csv(index=False), "confirmation.csv")
-    difference = comparison.difference
+                                      winner, BASELINE, truth=truth)
+    table = _table(chosen, done)
+    result = Confirmed(table, winner, comparison, decided, settings.seeds)
+    _log_answer(result)
+    return result
+
+
+def _log_answer(result: Confirmed) -> None:
+    logged.replace_table(result.table, "confirmation.json")
+    mlflow.log_text(result.table.to_csv(index=False), "confirmation.csv")
+    difference = result.comparison.difference
     mlflow.log_metrics({"confirm_difference": difference.estimate, "confirm_difference_low": difference.low,
                         "confirm_difference_high": difference.high})
-    # The winner is the baseline when no candidate beat it on validation; the best candidate stays named.
-    mlflow.set_tags({"confirm_winner": result.answer, "confirm_best_candidate": winner,
-                     "confirm_significant": str(difference.significant).lower()})
-    return result
+    # The winner is the baseline unless the candidate was decided better; the best candidate stays named.
+    mlflow.set_tags({"confirm_winner": result.answer, "confirm_best_candidate": result.winner,
+                     "confirm_significant": str(difference.significant).lower(),
+                     **(result.decision.tags() if result.decision is not None else {})})
+    if result.decision is not None:
+        log.info("[study] confirm: %s", result.decision.words(result.winner, "the baseline configuration"))

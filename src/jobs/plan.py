@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import keras_tuner  # imports TensorFlow here, where run.py catches its start-up noise
 import numpy as np
 
+from src.analysis import decision
 from src.config import Config, TunerKind, search_space
 from src.config.schema import HyperParameterType
 from src.jobs.distributed import roles
@@ -42,8 +43,10 @@ class Round:
 class Plan:
     rounds: List[Round]  # Hyperband's schedule; one entry for the other tuners
     search_epochs: int
-    confirm_runs: int
-    confirm_epochs: int
+    confirm_runs: int  # before the first look: the top-k and the baseline, each over tuner.confirm.seeds
+    confirm_epochs: int  # those, plus the seed pairs the rule is expected to add with no true difference
+    confirm_epochs_max: int = 0  # every pair up to tuner.confirm.max_seeds
+    expected_pairs: Optional[Dict[float, float]] = None  # mean seed pairs by true difference (simulated)
 
     @property
     def trials(self) -> int:
@@ -69,7 +72,8 @@ def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> List[Roun
     return rounds
 
 
-def plan(cfg: Config) -> Plan:
+def plan(cfg: Config, confirm_cost: bool = True) -> Plan:
+    """`confirm_cost=False`: the search's part only (no simulation of the confirmation's rule)."""
     tuner = cfg.tuner
     if tuner.kind is TunerKind.hyperband:
         rounds = hyperband_rounds(tuner.max_epochs, tuner.factor, tuner.hyperband_iterations)
@@ -81,8 +85,17 @@ def plan(cfg: Config) -> Plan:
         rounds = [Round(0, 0, trials, epochs)]
         confirm_epochs = tuner.confirm.epochs or epochs
     search = sum(r.trials * r.epochs for r in rounds) * tuner.executions_per_trial
-    runs = (tuner.confirm.top_k + 1) * tuner.confirm.seeds
-    return Plan(rounds, search, runs, runs * confirm_epochs)
+    settings = tuner.confirm
+    runs = (settings.top_k + 1) * settings.seeds
+    if not runs or not confirm_cost:
+        return Plan(rounds, search, runs, runs * confirm_epochs)
+    cap = max(settings.max_seeds, settings.seeds)
+    # The rule's cost depends on the truth: simulated with the card study's seed noise (src/analysis/decision.py).
+    expected = decision.expected_pairs(settings.seeds, cap, settings.margin / 100, runs=100) \
+        if cap > settings.seeds else {0.0: float(settings.seeds), settings.margin / 100: float(settings.seeds)}
+    extra = 2 * (expected[0.0] - settings.seeds)  # the candidate's and the baseline's runs per added pair
+    return Plan(rounds, search, runs, round((runs + extra) * confirm_epochs),
+                (runs + 2 * (cap - settings.seeds)) * confirm_epochs, expected)
 
 
 def _declared(cfg: Config) -> keras_tuner.HyperParameters:
@@ -163,8 +176,7 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
         lines.append(f"  {the_plan.trials} trials x {the_plan.rounds[0].epochs} epochs")
     lines.append(f"  search: {the_plan.trials} trials, {the_plan.search_epochs} epochs, "
                  f"{the_plan.search_epochs * train_images:,} training images")
-    lines.append(f"  confirmation: {the_plan.confirm_runs} runs, {the_plan.confirm_epochs} epochs, "
-                 f"{the_plan.confirm_epochs * train_images:,} training images")
+    lines += confirmation_lines(cfg, the_plan, train_images)
     lines.append(f"  in all: {the_plan.epochs} epochs of {train_images:,} training and {val_images:,} "
                  f"validation images ({the_plan.epochs * train_images:,} training images)")
     if rates:
@@ -178,6 +190,22 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
                      f"(from {_duration(low)} if every model were the fastest probed to {_duration(high)} "
                      "if the slowest), besides start-up and per-trial logging")
     return "\n".join(lines)
+
+
+def confirmation_lines(cfg: Config, the_plan: Plan, train_images: int) -> List[str]:
+    settings = cfg.tuner.confirm
+    if not the_plan.confirm_runs:
+        return ["  confirmation: none (tuner.confirm.seeds=0)"]
+    cap = max(settings.max_seeds, settings.seeds)
+    expected = the_plan.expected_pairs or {}
+    return [f"  confirmation: {the_plan.confirm_runs} runs before the first look (the top {settings.top_k} and the "
+            f"baseline x {settings.seeds} seeds), then the best and the baseline in seed pairs until decided, "
+            f"up to {cap} pairs (margin {settings.margin:g} points)",
+            "    expected " + ", ".join(f"{pairs:.1f} pairs if the true difference is {100 * truth:g} points"
+                                        for truth, pairs in expected.items())
+            + " (simulated, the card study's seed noise)",
+            f"    expected {the_plan.confirm_epochs} epochs ({the_plan.confirm_epochs * train_images:,} training "
+            f"images), at most {the_plan.confirm_epochs_max} ({the_plan.confirm_epochs_max * train_images:,})"]
 
 
 def _duration(minutes: float) -> str:
@@ -202,7 +230,7 @@ class Progress:
     """Trial k of N (Hyperband: bracket and round) and an ETA from the epochs done so far."""
 
     def __init__(self, cfg: Config):
-        self.plan = plan(cfg)
+        self.plan = plan(cfg, confirm_cost=False)
         self.workers = cfg.tuner.workers
         self.started = time.perf_counter()
         self.epochs_done_here = 0

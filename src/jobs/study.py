@@ -90,11 +90,15 @@ def final_model(cfg: Config, tuner, hypermodel: CifarHyperModel, final_trial, fi
 
 
 def register_unless_beaten(model_uri: str, name: str, confirmation) -> None:
-    """The registry's champion moves to the study's winner, unless the baseline configuration
-    beat it in the study's own confirmation: the study's run then says why it did not move."""
+    """The registry's champion moves to the study's model only when its confirmation decided the
+    candidate better than the baseline (`confirm_decision=candidate_better`); on any other outcome
+    it stays, and the study's run says why (tag `registered_model`). Without a confirmation stage
+    (`tuner.confirm.seeds=0`) nothing decides, and the search's best is registered as asked."""
     if confirmation is not None and confirmation.baseline_best:
-        why = (f"not registered as {name}@champion: the baseline configuration beat the best candidate "
-               f"({confirmation.winner}) on mean validation accuracy in this study's confirmation")
+        outcome = (confirmation.decision.outcome if confirmation.decision is not None
+                   else "the baseline configuration beat it on mean validation accuracy")
+        why = (f"not registered as {name}@champion: the confirmation of the best candidate ({confirmation.winner}) "
+               f"against the baseline configuration ended {outcome}, and only candidate_better moves the champion")
         mlflow.set_tag("registered_model", why)
         log.info("%s", why)
     else:

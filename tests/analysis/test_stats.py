@@ -145,7 +145,9 @@ def test_importances_per_budget_rank_the_driving_hyperparameter_first():
 
 def test_importances_without_a_budget_pool_all_trials():
     frame = hyperband_table().query("`trainer.epochs` == 2")
-    result = budget_importances(frame, ["model.dropout", "model.width"], "best_val_accuracy", budget=None)
+    # The ranking is what is checked here, so no extra shuffles for the p-values (test_importance.py).
+    result = budget_importances(frame, ["model.dropout", "model.width"], "best_val_accuracy", budget=None,
+                                permutations=20, max_permutations=20)
     assert list(result) == [None]
     assert result[None].iloc[0]["hyperparameter"] == "model.dropout"
     assert budget_importances(frame.head(4), ["model.dropout"], "best_val_accuracy", budget=None) == {}
@@ -211,14 +213,16 @@ def test_the_driving_hyperparameter_clears_the_noise_and_the_others_rarely_do():
     about 5 % (the test is conservative while another hyperparameter drives the objective:
     shuffling removes that effect too). Seeds are fixed, so the counts are the same every run;
     the bounds leave room for the binomial spread of 40 null p-values (5 % of 40 is 2). An
-    8-tree forest keeps it to seconds; reports use optuna's 64, a steadier statistic."""
+    8-tree forest keeps it to seconds; reports use optuna's 64, a steadier statistic. The count
+    of shuffles is fixed (max_permutations): this checks the test's calibration, and
+    tests/analysis/test_importance.py the extra shuffles a report adds near 0.05."""
     rng = np.random.default_rng(7)
     hits = {"dropout": 0, "filters0": 0, "filters1": 0}
     draws = 20
     for _ in range(draws):
         frame = synthetic_study(rng, 12, effect=0.03, noise=0.01)
         table = budget_importances(frame, list(hits), "best_val_accuracy", None, permutations=39,
-                                   bootstraps=0, trees=8)[None].set_index("hyperparameter")
+                                   max_permutations=39, bootstraps=0, trees=8)[None].set_index("hyperparameter")
         for name in hits:
             hits[name] += table.loc[name, "p_value"] < 0.05
     print("significant in", hits, "of", draws)
@@ -234,7 +238,7 @@ def test_pure_noise_is_significant_about_five_percent_of_the_time():
     for _ in range(20):
         frame = synthetic_study(rng, 12, effect=0.0, noise=0.01)
         table = budget_importances(frame, ["dropout", "filters0", "filters1"], "best_val_accuracy", None,
-                                   permutations=39, bootstraps=0, trees=8)[None]
+                                   permutations=39, max_permutations=39, bootstraps=0, trees=8)[None]
         significant += int((table["p_value"] < 0.05).sum())
         total += len(table)
     print(f"pure noise: {significant} of {total} p-values below 0.05")
@@ -244,7 +248,7 @@ def test_pure_noise_is_significant_about_five_percent_of_the_time():
 def test_the_bootstrap_interval_brackets_the_importance():
     frame = synthetic_study(np.random.default_rng(3), 16, effect=0.02, noise=0.005)
     table = budget_importances(frame, ["dropout", "filters0", "filters1"], "best_val_accuracy", None,
-                               permutations=19, bootstraps=30)[None].set_index("hyperparameter")
+                               permutations=19, max_permutations=19, bootstraps=30)[None].set_index("hyperparameter")
     assert table.loc["dropout", "p_value"] == pytest.approx(1 / 20)  # no shuffle matches it
     assert 0 <= table.loc["dropout", "importance_low"] < table.loc["dropout", "importance_high"] <= 1
     assert table.loc["dropout", "importance_low"] > table.loc["filters0", "importance_high"] - 0.5

@@ -11,7 +11,7 @@ from src.tracking import store
 
 from helpers import run_cli, run_here
 
-TOP_K, SEEDS = 2, 2
+TOP_K, SEEDS, MAX_SEEDS = 2, 2, 3
 
 
 def study(synthetic_cifar, uri, tmp_path):
@@ -19,7 +19,8 @@ def study(synthetic_cifar, uri, tmp_path):
             f"tuner.directory={tmp_path / 'tuner'}", "tuner.max_trials=3", "tracking.log_model=false",
             "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]",
             "tuner/search_space=width_dropout_epochs", "tuner.search_space.epochs.type=fixed", "tuner.search_space.epochs.value=2",
-            f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}", "tuner.workers=2")
+            f"tuner.confirm.top_k={TOP_K}", f"tuner.confirm.seeds={SEEDS}", f"tuner.confirm.max_seeds={MAX_SEEDS}",
+            "tuner.workers=2")
 
 
 @pytest.mark.slow
@@ -33,7 +34,10 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     runs = client.search_runs([experiment], max_results=1000)
     parent = next(r for r in runs if r.data.tags.get("study_role") == "parent")
     confirms = [r for r in runs if r.data.tags.get("study_role") == "confirm"]
-    assert len(confirms) == (TOP_K + 1) * SEEDS
+    # The top 2 and the baseline over the first 2 seeds, then the best and the baseline in pairs until decided.
+    pairs = int(parent.data.tags["confirm_seeds"])
+    assert SEEDS <= pairs <= MAX_SEEDS
+    assert len(confirms) == (TOP_K + 1) * SEEDS + 2 * (pairs - SEEDS)
     assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
     assert {r.info.status for r in confirms} == {"FINISHED"}
     # With tuner.workers=2 the confirmation runs train in worker processes, not the launcher (how the
@@ -50,18 +54,26 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
                                                       str(tmp_path / run.info.run_id)), allow_pickle=False)
         assert predicted.dtype == np.uint8 and predicted.shape == (60,)  # one class per test image
     assert "baseline" in by_candidate and len(by_candidate) == TOP_K + 1
-    assert all(seeds == {"42", "43"} for seeds in by_candidate.values())
+    best = parent.data.tags["confirm_best_candidate"]
+    every_pair = {str(42 + index) for index in range(pairs)}
+    assert by_candidate["baseline"] == by_candidate[best] == every_pair
+    assert all(seeds == {"42", "43"} for name, seeds in by_candidate.items() if name not in ("baseline", best))
     # The answer: best mean validation accuracy among the searched configurations, never the test set.
     table = pd.read_csv(client.download_artifacts(parent.info.run_id, "confirmation.csv", str(tmp_path / "t")))
-    means = table[table["candidate"] != "baseline"].groupby("candidate")["val_accuracy"].mean()
-    baseline = table.loc[table["candidate"] == "baseline", "val_accuracy"].mean()
-    assert parent.data.tags["confirm_best_candidate"] == means.idxmax()
-    # The baseline is the answer when no candidate beat it on validation (tiny studies often end so).
-    baseline_best = baseline >= means.max()
-    assert parent.data.tags["confirm_winner"] == ("baseline" if baseline_best else means.idxmax())
-    assert parent.data.tags["confirm_significant"] in ("true", "false")
-    assert ("No searched configuration beat the baseline on validation" if baseline_best else "Confirmed winner") \
-        in parent.data.tags["mlflow.note.content"]
+    first = table[table["seed"] < 42 + SEEDS]  # the candidate is chosen on the first seeds' validation
+    means = first[first["candidate"] != "baseline"].groupby("candidate")["val_accuracy"].mean()
+    assert best == means.idxmax()
+    # The decision, one of four, on the paired test comparison; the baseline stays the answer unless
+    # the candidate was decided better.
+    tags = parent.data.tags
+    assert tags["confirm_decision"] in ("candidate_better", "baseline_better", "equivalent", "undecided")
+    assert tags["confirm_margin_points"] == "1" and float(tags["confirm_mde_points"]) > 0
+    assert tags["confirm_winner"] == (best if tags["confirm_decision"] == "candidate_better" else "baseline")
+    assert tags["confirm_significant"] in ("true", "false")
+    assert tags["mlflow.note.content"].startswith(f"**Study `tune_random`.** Decision: "
+                                                  f"{tags['confirm_decision'].replace('_', ' ')}.")
+    # Undecided before the cap means another pair; a decision before it stops.
+    assert pairs == MAX_SEEDS or tags["confirm_decision"] != "undecided"
     # The study ends by logging its report into its run, the answer as the run's description.
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/REPORT.md", "report/figures"} <= report

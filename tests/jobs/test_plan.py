@@ -18,7 +18,14 @@ def test_hyperband_plan_follows_keras_tuners_schedule():
         (2, 0, 12, 3), (2, 1, 4, 4), (2, 2, 2, 13), (1, 0, 6, 7), (1, 1, 2, 13), (0, 0, 4, 20)]
     card = plan.plan(composed("+experiment=tune_hyperband"))
     assert (card.trials, card.search_epochs) == (30, 226)  # the ~226 epochs the README quotes
-    assert (card.confirm_runs, card.confirm_epochs) == (12, 12 * 20)  # (top 3 + baseline) x 3 seeds x 20
+    assert card.confirm_runs == 12  # (top 3 + baseline) x 3 seeds before the first look
+    # Then up to 3 more seed pairs (tuner.confirm.max_seeds 6): 6 runs of 20 epochs at most; the
+    # expected number by simulation of the rule, between none and all of them.
+    assert card.confirm_epochs_max == (12 + 6) * 20
+    assert 12 * 20 < card.confirm_epochs < card.confirm_epochs_max
+    assert set(card.expected_pairs) == {0.0, 0.01} and all(3 < p < 6 for p in card.expected_pairs.values())
+    one_look = plan.plan(composed("+experiment=tune_hyperband", "tuner.confirm.max_seeds=3"))
+    assert (one_look.confirm_epochs, one_look.confirm_epochs_max) == (12 * 20, 12 * 20)  # the fixed design
 
 
 def test_plan_of_a_random_search_counts_the_middle_of_its_epochs_range():
