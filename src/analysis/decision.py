@@ -188,3 +188,22 @@ def expected_pairs(first: int, cap: int, margin: float, runs: int = 200,
     """Mean seed pairs the rule uses, by true difference (for the plan): none, and the margin."""
     return {truth: simulate(truth, first, cap, margin, runs, seed=1).mean_pairs
             for truth in (truths if truths is not None else (0.0, margin))}
+
+
+def recorded_interval(seed_differences: Sequence[float], half_width_95: float) -> Callable[[float], Interval]:
+    """`decide`'s interval rebuilt from what a report recorded when the runs' per-image predictions
+    are gone (a study whose store no longer exists): the per-seed test differences, and the 95 %
+    paired interval's half-width. Its test-image part is recovered from the quadrature
+    `stats.paired_difference` uses (half^2 = image^2 + seeds^2) and scaled as a normal one."""
+    differences = np.asarray(seed_differences, dtype=float)
+    n = len(differences)
+    sem = float(scipy_stats.sem(differences)) if n >= 2 else 0.0
+    seeds_95 = float(scipy_stats.t.ppf(0.975, n - 1)) * sem if n >= 2 else 0.0
+    image_se = math.sqrt(max(half_width_95 ** 2 - seeds_95 ** 2, 0.0)) / scipy_stats.norm.ppf(0.975)
+
+    def interval_at(confidence: float) -> Interval:
+        seeds = float(scipy_stats.t.ppf((1 + confidence) / 2, n - 1)) * sem if n >= 2 else 0.0
+        half = math.hypot(scipy_stats.norm.ppf((1 + confidence) / 2) * image_se, seeds)
+        estimate = float(differences.mean())
+        return estimate, estimate - half, estimate + half
+    return interval_at

@@ -101,3 +101,36 @@ def _first_look_mde() -> float:
     a = [decision._correct(rng, 0.69 + rng.normal(0, noise), shared, difficulty) for _ in range(FIRST)]
     b = [decision._correct(rng, 0.69 + rng.normal(0, noise), shared, difficulty) for _ in range(FIRST)]
     return decision.decide(decision.paired_interval(a, b, "normal"), FIRST, FIRST, CAP, MARGIN).mde
+
+
+def test_a_decision_rebuilt_from_recorded_rows_matches_the_one_from_predictions():
+    """A study whose store is gone (the card study): the per-seed differences and the 95 % paired
+    interval it recorded give back the interval at any confidence, so the decision is the same."""
+    from src.analysis import stats
+
+    rng = np.random.default_rng(4)
+    shared, difficulty = rng.random(10_000) < 0.6, rng.random(10_000)
+    a = [decision._correct(rng, 0.69 + rng.normal(0, 0.003), shared, difficulty) for _ in range(3)]
+    b = [decision._correct(rng, 0.69 + rng.normal(0, 0.003), shared, difficulty) for _ in range(3)]
+    recorded = stats.paired_difference(a, b, image_method="normal")
+    rebuilt = decision.recorded_interval(recorded.seed_differences, (recorded.high - recorded.low) / 2)
+    for confidence in (0.9, 0.95, 0.99):
+        truth = decision.paired_interval(a, b, "normal")(confidence)
+        assert rebuilt(confidence) == pytest.approx(truth, abs=1e-4)
+    assert decision.decide(rebuilt, 3, 3, 3, MARGIN).outcome == decision.decide(
+        decision.paired_interval(a, b, "normal"), 3, 3, 3, MARGIN).outcome
+
+
+def test_the_card_studys_committed_rows_decide_equivalent():
+    """The card study's committed per-seed test accuracies (experiments/card_study/
+    confirmation_seeds.csv) and 95 % interval (-1.26 to +0.84 points, trial 0025 minus baseline)."""
+    import pandas as pd
+
+    from src.config.paths import PROJECT_ROOT
+
+    rows = pd.read_csv(PROJECT_ROOT / "experiments" / "card_study" / "confirmation_seeds.csv")
+    test = rows.pivot(index="seed", columns="candidate", values="test_accuracy")
+    found = decision.decide(decision.recorded_interval(test["trial 0025"] - test["baseline"], 0.0105), 3, 3, 3, 0.01)
+    assert found.outcome == decision.EQUIVALENT
+    assert (round(100 * found.equivalence[0], 2), round(100 * found.equivalence[1], 2)) == (-0.97, 0.56)
+    assert round(100 * found.mde, 1) == 1.5
