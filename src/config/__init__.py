@@ -35,6 +35,7 @@ def validate(cfg: DictConfig) -> Config:
     if typed.tuner is not None:
         search_space.check(typed.tuner.search_space, typed,
                            hyperband=typed.tuner.kind is TunerKind.hyperband)
+        search_space.check_enqueued(typed)
     return typed
 
 

@@ -299,6 +299,11 @@ class TunerConfig:
     worker_restarts: int = 3  # a worker killed by a signal is replaced up to this many times
     ray_address: str = "local"  # tuner.launcher=ray: local (a Ray instance for this study), auto, host:port, ray://...
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
+    # Warm start: the study's baseline configuration is the search's first trial (where the space
+    # holds it), then each of `enqueue` ({hyperparameter name: value}, the rest at the baseline's
+    # values), e.g. a previous study's best carried into a new space (src/jobs/warm_start.py).
+    baseline_first: bool = True
+    enqueue: List[Dict[str, Any]] = field(default_factory=list)
     # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).
     plan: bool = False
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)

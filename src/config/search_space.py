@@ -14,7 +14,7 @@ which re-runs every range check of the schema.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -124,3 +124,47 @@ def apply(base: Config, values: Mapping[str, Any], context: str = "") -> Config:
         return OmegaConf.to_object(node)
     except ConfigError as err:
         raise ConfigError(f"{context} {err}".strip()) from None
+
+
+def _inside(spec: HyperParameter, value: Any) -> bool:
+    kind = HyperParameterType(spec.type)
+    if kind is HyperParameterType.choice:
+        return value in list(spec.values)
+    if kind in (HyperParameterType.int, HyperParameterType.float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and spec.min <= value <= spec.max
+    if kind is HyperParameterType.boolean:
+        return isinstance(value, bool)
+    return value == spec.value
+
+
+def baseline_values(cfg: Config) -> Dict[str, Any]:
+    """The base configuration's value of every hyperparameter of the space, by name."""
+    node = OmegaConf.structured(cfg)
+    values = {}
+    for name, spec in cfg.tuner.search_space.items():
+        value = OmegaConf.select(node, spec.key)
+        values[name] = getattr(value, "value", value)  # an enum (model.augmentation) by its name
+    return values
+
+
+def outside(space: Mapping[str, HyperParameter], values: Mapping[str, Any]) -> List[str]:
+    """The entries of `values` the space cannot take, in words."""
+    return [f"{name}={value!r}" + (f" (not in {list(space[name].values)})" if space[name].values else
+                                   f" (outside {space[name].min}..{space[name].max})")
+            for name, value in values.items() if not _inside(space[name], value)]
+
+
+def check_enqueued(cfg: Config) -> None:
+    """tuner.enqueue: every name a hyperparameter of the space, every value one it can take
+    (at config time, before TensorFlow). Raises ConfigError."""
+    space = cfg.tuner.search_space
+    for index, entry in enumerate(cfg.tuner.enqueue):
+        where = f"tuner.enqueue.{index}"
+        unknown = sorted(set(entry) - set(space))
+        if unknown:
+            raise ConfigError(f"{where}={dict(entry)!r} is not allowed: {', '.join(unknown)} is not a hyperparameter "
+                              f"of the search space (expected names among {sorted(space)})")
+        wrong = outside(space, {**baseline_values(cfg), **entry})  # the rest is the baseline's
+        if wrong:
+            raise ConfigError(f"{where}={dict(entry)!r} is not allowed: the space cannot take {', '.join(wrong)}")
+        apply(cfg, config_values(entry, space), context=f"{where}:")

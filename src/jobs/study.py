@@ -115,6 +115,7 @@ def leaderboard(client, experiment_id: str, parent_id: str, cfg: Config, tuner):
         columns.update({"epochs": "hp.tuner/epochs", "initial_epoch": "hp.tuner/initial_epoch"})
     trials = store.child_runs(client, experiment_id, parent_id, as_frame=True, role="trial")
     board = compare.leaderboard(compare.runs_frame(trials, columns), f"best_{cfg.tuner.objective}")
+    board = mark_warm_start(board, trials, cfg.tuner.objective)
     logged.replace_table(board, "leaderboard.json")
     mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
     best_row = board[board["trial_id"] == best_trial.trial_id].iloc[0]
@@ -125,6 +126,26 @@ def leaderboard(client, experiment_id: str, parent_id: str, cfg: Config, tuner):
                         "trials_finished": int(statuses.get("FINISHED", 0)),
                         "trials_failed": int(statuses.get("FAILED", 0))})
     return board, best_trial, best_row
+
+
+def mark_warm_start(board, trials, objective: str):
+    """The leaderboard's `warm_start` column (baseline, enqueued), and where the baseline
+    configuration ranks among the trials of its budget (a Hyperband trial of 3 epochs is not
+    compared with one of 20): logged, and the metric `baseline_search_rank`."""
+    marks = dict(zip(trials["run_id"], trials["tags.warm_start"])) if "tags.warm_start" in trials else {}
+    board = board.assign(warm_start=board["run_id"].map(marks).fillna("").astype(str))
+    baseline = board[(board["warm_start"] == "baseline") & (board["status"] == "FINISHED")]
+    if baseline.empty:
+        return board
+    row = baseline.iloc[0]
+    peers = board[board["status"] == "FINISHED"]
+    if "epochs" in board:
+        peers = peers[peers["epochs"] == row["epochs"]]
+    rank = int(list(peers["run_id"]).index(row["run_id"])) + 1  # the board is best first
+    mlflow.log_metric("baseline_search_rank", rank)
+    log.info("[study] the baseline configuration (trial %s) ranks %d of %d trials at its budget in the search "
+             "(%s %.4f)", row["trial_id"], rank, len(peers), objective, row[f"best_{objective}"])
+    return board
 
 
 def search(cfg: Config, splits: data_module.Splits, directory: Path, study_tags: Dict[str, str], run_id: str,

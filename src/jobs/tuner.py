@@ -20,7 +20,7 @@ import psutil
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import interrupt, memory, train
-from src.jobs import plan, training
+from src.jobs import plan, training, warm_start
 from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
 
@@ -120,6 +120,9 @@ class TrackedTrials:
             return {objective: score}
         tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id,
                 "tuner_worker": self.tuner_id}
+        known = warm_start.label(self.hypermodel.base, values)
+        if known:
+            tags["warm_start"] = known  # the baseline configuration, or a tuner.enqueue entry
         started = time.perf_counter()
         with tracked_run(trial_name(trial.trial_id, values), tags, nested=True,
                          parent_run_id=self.parent_run_id):
@@ -187,4 +190,6 @@ def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: 
     if (isinstance(oracle, keras_tuner.Oracle) and not cfg.tuner.overwrite and not oracle.trials
             and (directory / "oracle.json").is_file()):
         oracle.reload()
+    if isinstance(oracle, keras_tuner.Oracle):  # a parallel study's worker holds a client, not the oracle
+        warm_start.install(oracle, cfg)
     return tuner
