@@ -52,6 +52,27 @@ def _interrupted(study: bool) -> None:
     sys.exit(128 + signum)
 
 
+def _write_places(cfg):
+    """The tracking URI, the places this command writes to (for a full disk's line), and what
+    the same command does once space is freed."""
+    import tempfile
+    import urllib.parse
+
+    from src.core.data import DEFAULT_CACHE
+    from src.tracking import store
+
+    uri = store.resolve_uri(cfg.tracking.uri)
+    database, artifacts = store.sqlite_path(uri), store.artifact_root(uri)
+    places = {"the tracking store": database.parent if database else None,
+              "the artifacts": Path(urllib.parse.urlparse(artifacts).path) if artifacts else None,
+              "the tuner's state": Path(cfg.tuner.directory) if cfg.tuner is not None else None,
+              "the output folder": Path(HydraConfig.get().runtime.output_dir),
+              "the dataset cache": Path(cfg.data.cache_dir or DEFAULT_CACHE),
+              "temporary files": Path(tempfile.gettempdir())}
+    again = "the study resumes where it stopped" if cfg.tuner is not None else "the run trains again, as a new run"
+    return uri, places, again
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
@@ -65,12 +86,15 @@ def main(cfg: DictConfig) -> float:
 
     from src.jobs.job import open_job
     from src.jobs.multirun import job_context, job_process
+    from src.tracking import disk
     from src.tracking.store import TrackingError
 
     overrides = list(HydraConfig.get().overrides.task)
     job = None
+    disk.quiet_upstream_tracebacks()
     try:
-        with job_process():  # a multirun's job: registered, so that a stopped sweep stops it
+        # A full disk anywhere inside is one line (DiskFullError, a ProjectError), not tracebacks.
+        with job_process(), disk.reported_when_full(*_write_places(typed)):
             output_dir = Path(HydraConfig.get().runtime.output_dir)
             output_dir.mkdir(parents=True, exist_ok=True)
             if typed.tuner is not None and typed.tuner.plan:  # loads the data, probes speed; no store, no run

@@ -117,6 +117,8 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
             f"- budget spent: {int(m.get('trials_finished', len(frame)))} trials, {epochs} training epochs, "
             f"{hours:.2f} h of trial time on this machine",
             _winner_line(p, m, parent.data.tags),
+            *([f"- budget ({p.get('tuner.budget_minutes')} min): {parent.data.tags['budget_cut']}"]
+              if "budget_cut" in parent.data.tags else []),
             f"- command: `{parent.data.tags.get('command', '?')}`, {commits_phrase(parent)}",
             ""]
 

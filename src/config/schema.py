@@ -26,7 +26,7 @@ NOT_HYPERPARAMETERS = ("trainer.verbose", "trainer.resolved", "trainer.intra_op_
                        # where the study's processes run (src/config/cluster.py)
                        "tuner.role", "tuner.launcher", "tuner.chief_address", "tuner.bind_host",
                        "tuner.worker_id", "tuner.worker_cpus", "tuner.worker_gpus", "tuner.worker_restarts",
-                       "tuner.ray_address")
+                       "tuner.ray_address", "tuner.budget_minutes", "tuner.enqueue", "tuner.baseline_first")
 
 
 def is_hyperparameter(key: str) -> bool:
@@ -303,6 +303,9 @@ class TunerConfig:
     # holds it), then each of `enqueue` ({hyperparameter name: value}, the rest at the baseline's
     # values), e.g. a previous study's best carried into a new space (src/jobs/warm_start.py).
     baseline_first: bool = True
+    # Wall minutes for the whole study on this machine (null = none): the search stops when the
+    # time left is what the confirmation is expected to need (src/jobs/budget.py).
+    budget_minutes: Optional[float] = None
     enqueue: List[Dict[str, Any]] = field(default_factory=list)
     # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).
     plan: bool = False
@@ -314,6 +317,8 @@ class TunerConfig:
                 _fail(f"tuner.{key}", getattr(self, key), "an integer >= 1")
         if self.factor < 2:
             _fail("tuner.factor", self.factor, "an integer >= 2")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            _fail("tuner.budget_minutes", self.budget_minutes, "null (no budget) or minutes > 0")
         if self.objective not in ("val_accuracy", "val_loss"):
             _fail("tuner.objective", self.objective, "val_accuracy or val_loss (selection is on validation data)")
         if not self.search_space:

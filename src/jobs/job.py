@@ -15,7 +15,7 @@ from src.config import Config
 from src.config.cluster import TunerRole
 from src.core import data as data_module
 from src.core import memory
-from src.jobs import state
+from src.jobs import resume, state
 from src.jobs.distributed import roles
 from src.tracking import owner, reconcile, store
 
@@ -51,7 +51,13 @@ def open_job(cfg: Config) -> OpenedJob:
         if owns_study:  # the store before the data: a study running on another host is refused at once
             uri, experiment_id = _open_store(cfg)
             owner.check_study_run(store.client(uri), experiment_id, cfg.tuner.project_name)
+            if resuming:  # its tuner state and its runs agree (none deleted behind its back)
+                resume.check_records(store.client(uri), uri, experiment_id, cfg, state.state_dir(cfg))
         splits = data_module.load(cfg.data, cfg.seed)
+        if resuming and owns_study:  # before any training: the data it started on
+            study_run = store.find_study_run(store.client(uri), experiment_id, cfg.tuner.project_name)
+            if study_run is not None:
+                resume.check_same_data(store.client(uri), cfg, splits, study_run)
         # Refuse a configuration that would not fit before a run exists, rather than be OOM-killed mid-epoch.
         memory.check_fits(cfg.model, cfg.trainer, images=len(splits.x_train) + len(splits.x_val))
         if not owns_study:

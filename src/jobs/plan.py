@@ -23,7 +23,9 @@ import numpy as np
 from src.analysis import decision
 from src.config import Config, TunerKind, search_space
 from src.config.schema import HyperParameterType
+from src.core import memory
 from src.jobs.distributed import roles
+from src.tracking import disk
 
 log = logging.getLogger(__name__)
 PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model
@@ -177,6 +179,9 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
     lines.append(f"  search: {the_plan.trials} trials, {the_plan.search_epochs} epochs, "
                  f"{the_plan.search_epochs * train_images:,} training images")
     lines += confirmation_lines(cfg, the_plan, train_images)
+    largest = max(memory.count(sample.model)[0] for sample in sample_models(cfg))  # parameters: its checkpoints' size
+    lines += disk.short_of(tuner.directory, (the_plan.trials + the_plan.confirm_runs) * (
+        disk.CHECKPOINT_BYTES_PER_PARAM * largest + disk.RUN_FILES_BYTES), "the study's checkpoints and run files")
     lines.append(f"  in all: {the_plan.epochs} epochs of {train_images:,} training and {val_images:,} "
                  f"validation images ({the_plan.epochs * train_images:,} training images)")
     if rates:
@@ -189,7 +194,31 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
                      f"{_duration(estimate_minutes(the_plan, train_images, val_images, mean_cost, tuner.workers))} "
                      f"(from {_duration(low)} if every model were the fastest probed to {_duration(high)} "
                      "if the slowest), besides start-up and per-trial logging")
+        if tuner.budget_minutes:
+            lines.append(budget_line(cfg, the_plan, estimate_minutes(the_plan, train_images, val_images, mean_cost,
+                                                                   tuner.workers)))
     return "\n".join(lines)
+
+
+def budget_line(cfg: Config, the_plan: Plan, minutes: float) -> str:
+    """How the design fits `tuner.budget_minutes`: whole, or the share of the search it leaves
+    once the confirmation's expected time is set aside (src/jobs/budget.py stops the search there)."""
+    budget = cfg.tuner.budget_minutes
+    if minutes <= budget:
+        return f"  budget: {budget:g} min; the whole study fits (about {_duration(minutes)})"
+    per_epoch = minutes / max(the_plan.epochs, 1)
+    search_minutes = budget - the_plan.confirm_epochs * per_epoch
+    if search_minutes <= 0:
+        return (f"  budget: {budget:g} min is less than the confirmation's expected {_duration(the_plan.confirm_epochs * per_epoch)}: "
+                "raise it, or lower tuner.confirm.top_k, seeds or max_seeds")
+    share = search_minutes / (the_plan.search_epochs * per_epoch)
+    return (f"  budget: {budget:g} min; the confirmation is expected to need {_duration(the_plan.confirm_epochs * per_epoch)} "
+            f"(cap {the_plan.confirm_epochs_max} epochs), so the search stops after about {share:.0%} of its "
+            f"{the_plan.search_epochs} epochs (Hyperband: its first brackets, the most aggressive)"
+            if cfg.tuner.kind.value == "hyperband" else
+            f"  budget: {budget:g} min; the confirmation is expected to need {_duration(the_plan.confirm_epochs * per_epoch)} "
+            f"(cap {the_plan.confirm_epochs_max} epochs), so the search stops after about {share:.0%} of its "
+            f"{the_plan.trials} trials")
 
 
 def confirmation_lines(cfg: Config, the_plan: Plan, train_images: int) -> List[str]:

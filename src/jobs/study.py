@@ -26,7 +26,7 @@ from src.analysis import compare, report
 from src.config import Config, FinalFit, TunerKind, cluster
 from src.core import data as data_module
 from src.core import interrupt, train
-from src.jobs import confirm, distributed, training
+from src.jobs import confirm, distributed, resume, training
 from src.jobs.job import OpenedJob
 from src.jobs.state import save_state_config, state_dir
 from src.jobs.tuner import CifarHyperModel, make_tuner
@@ -198,7 +198,10 @@ def run_study(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optional
 
 
 def log_study_inputs(cfg: Config, splits: data_module.Splits, config_yaml: str, overrides: Optional[list]) -> None:
+    """The study's inputs at its start; a resume is checked against its data (src/jobs/resume.py).
+    Its commit (tags git_commit, git_commits) and trainer.resolved are recorded with them."""
     logged.log_run_inputs(cfg, splits, config_yaml, overrides)
+    mlflow.set_tag(resume.DATA_DIGEST_TAG, resume.data_digest(splits))
     mlflow.log_dict(OmegaConf.to_container(OmegaConf.structured(cfg.tuner), enum_to_str=True), "search_space.json")
 
 

@@ -20,7 +20,10 @@ import psutil
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import interrupt, memory, train
+from src.jobs import budget as study_budget
 from src.jobs import plan, training, warm_start
+from src.jobs.state import save_tuner_json_atomically
+from src.tracking import disk
 from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
 
@@ -157,6 +160,17 @@ class TrackedTrials:
         epochs = sum(int(run.data.metrics.get("epochs_trained", 0)) for run in done)
         return self.progress.line(len(done), epochs, epochs_trained, values)
 
+    def _run_and_update_trial(self, trial, *args, **kwargs):
+        # keras-tuner records any error of a trial and hands out the next: a full disk would fail
+        # them all. FatalError stops the search; the trial stays ongoing in the saved state, and
+        # a resume runs it again.
+        try:
+            return super()._run_and_update_trial(trial, *args, **kwargs)
+        except Exception as err:
+            if disk.full_disk_cause(err) is None:
+                raise
+            raise keras_tuner.errors.FatalError(str(disk.full_disk_cause(err))) from err
+
     def on_trial_end(self, trial):
         try:
             super().on_trial_end(trial)
@@ -167,6 +181,7 @@ class TrackedTrials:
 def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
                parent_run_id: Optional[str] = None):
     """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
+    save_tuner_json_atomically()
     kind = cfg.tuner.kind
     base = TUNER_CLASSES[kind]
     tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base),
@@ -192,4 +207,6 @@ def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: 
         oracle.reload()
     if isinstance(oracle, keras_tuner.Oracle):  # a parallel study's worker holds a client, not the oracle
         warm_start.install(oracle, cfg)
+        if cfg.tuner.budget_minutes and (parent_run_id or mlflow.active_run()):
+            study_budget.install(oracle, cfg, parent_run_id or mlflow.active_run().info.run_id)
     return tuner

@@ -64,3 +64,17 @@ def test_probed_models_are_drawn_from_the_space_seeded_dropout_left_alone():
     assert all(f1 in (16, 32, 64) and f2 in (32, 64, 128) and f3 in (64, 128, 256, 512) for f1, f2, f3 in widths)
     assert len(set(widths)) > 6  # drawn, not one configuration
     assert {model.model.dropout for model in models} == {0.25}
+
+
+def test_the_plan_says_how_a_budget_cuts_the_search():
+    from src.jobs import plan
+
+    cfg = composed("+experiment=tune_hyperband", "tuner.budget_minutes=120")
+    the_plan = plan.plan(cfg)
+    assert plan.budget_line(cfg, the_plan, 100) == "  budget: 120 min; the whole study fits (about 100 min)"
+    # 300 min for 226 + ~300 confirmation epochs: the confirmation's share set aside, the rest searches.
+    cut = plan.budget_line(cfg, the_plan, 300)
+    per_epoch = 300 / the_plan.epochs
+    share = (120 - the_plan.confirm_epochs * per_epoch) / (the_plan.search_epochs * per_epoch)
+    assert f"the search stops after about {share:.0%} of its 226 epochs" in cut
+    assert "raise it" in plan.budget_line(cfg, the_plan, 1000)  # not even the confirmation fits

@@ -1,0 +1,43 @@
+"""A study's time budget: the search stops when the time left is what the confirmation needs,
+then the study confirms; the parent run says what the budget cut."""
+from __future__ import annotations
+
+import pytest
+
+from src.config import ConfigError
+from src.tracking import store
+
+from helpers import composed, run_here
+
+
+def test_a_budget_must_be_positive_minutes():
+    with pytest.raises(ConfigError, match=r"^tuner.budget_minutes=0.0 is not allowed: expected null \(no budget\)"):
+        composed("+experiment=tune_random", "tuner.budget_minutes=0")
+
+
+@pytest.mark.slow  # a tiny random study cut by its budget, then confirmed (~60 s)
+def test_the_search_stops_within_its_budget_and_the_study_confirms(synthetic_cifar, tracking_uri, tmp_path):
+    budget_minutes, max_trials = 0.6, 40
+    result = run_here("+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={tracking_uri}",
+                      f"tuner.directory={tmp_path / 'tuner'}", "tuner/search_space=width_dropout_epochs",
+                      "tuner.search_space.epochs.min=1", "tuner.search_space.epochs.max=2",
+                      "tuner.search_space.epochs.step=1", "trainer.epochs=2", f"tuner.max_trials={max_trials}",
+                      "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "tracking.log_model=false",
+                      "tuner.confirm.seeds=2", "tuner.confirm.max_seeds=2", "tuner.confirm.top_k=1",
+                      f"tuner.budget_minutes={budget_minutes}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store.client(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tune_random").experiment_id], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get("study_role") == "parent")
+    trials = [r for r in runs if r.data.tags.get("study_role") == "trial"]
+    confirms = [r for r in runs if r.data.tags.get("study_role") == "confirm"]
+    assert 1 <= len(trials) < max_trials  # the budget, not max_trials, ended the search
+    assert parent.data.tags["budget_cut"].startswith(f"the search stopped after {len(trials)} trials")
+    assert "the confirmation needs about" in parent.data.tags["budget_cut"]
+    assert len(confirms) == 4  # then it confirmed: the best and the baseline x 2 seeds
+    # Kept within its tolerance: the search checks before each trial, so it overruns by at most
+    # one trial, and the confirmation by the error of its estimate (the trials' seconds per epoch).
+    minutes = [(r.info.end_time - r.info.start_time) / 60_000 for r in trials + confirms]
+    search = sum((r.info.end_time - r.info.start_time) / 60_000 for r in trials)
+    assert search <= budget_minutes + max(minutes)
+    assert sum(minutes) <= budget_minutes + 2 * max(minutes), (sum(minutes), max(minutes))
