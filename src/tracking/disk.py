@@ -86,9 +86,6 @@ def size(n: Optional[float]) -> str:
 def what_and_where(err: BaseException, cause: BaseException, places: Mapping[str, Optional[Path]],
                    store_file: Optional[Path]) -> Tuple[str, Optional[Path]]:
     """(what could not be written, the path whose disk is full) for a full-disk error."""
-    filename = getattr(cause, "filename", None) if isinstance(cause, OSError) else None
-    if filename:
-        return str(filename), Path(filename).parent
     if "database or disk is full" in str(cause):
         # SQLite's own error names no statement; SQLAlchemy's, which wraps it, does.
         table = next(filter(None, (re.search(r"\[SQL: (?:INSERT INTO|UPDATE|DELETE FROM) \"?(\w+)", str(e))
@@ -97,12 +94,19 @@ def what_and_where(err: BaseException, cause: BaseException, places: Mapping[str
         if store_file is None:
             return f"to the tracking server{rows}", None
         return f"the tracking store {store_file}{rows}", store_file.parent
-    known = [(free_bytes(path), name, path) for name, path in places.items() if path is not None]
+    # The file an OSError names may be the source of a copy (MLflow stages artifacts in the
+    # temporary folder): the fullest of it and the places this command writes is where it failed.
+    filename = getattr(cause, "filename", None) if isinstance(cause, OSError) else None
+    candidates = {**places, "": Path(filename).parent if filename else None}
+    known = [(free_bytes(path), name, path) for name, path in candidates.items() if path is not None]
     known = [entry for entry in known if entry[0] is not None]
     if not known:
-        return "a file", None
-    _, name, path = min(known, key=lambda entry: entry[0])  # the fullest: where the write most likely failed
-    return f"a file of {name}", path
+        return str(filename or "a file"), None
+    free, name, path = min(known, key=lambda entry: entry[0])
+    if not name:
+        return str(filename), path
+    names = [entry[1] for entry in known if entry[0] == free and entry[1]]  # places on that same disk
+    return f"a file of {' or '.join(names)}" + (f" (writing {Path(filename).name})" if filename else ""), path
 
 
 def project_frame(err: BaseException, cause: BaseException) -> str:
