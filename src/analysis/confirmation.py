@@ -136,7 +136,10 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
              "val_accuracy": r.data.metrics.get("best_val_accuracy", np.nan),
              "test_accuracy": r.data.metrics.get("test_accuracy", np.nan),
              "train_seconds": r.data.metrics.get("train_seconds", np.nan),
-             "parameters": compare.model_parameters(r.data.metrics, r.data.params), "run_id": r.info.run_id}
+             "parameters": compare.model_parameters(r.data.metrics, r.data.params), "run_id": r.info.run_id,
+             "reused_from": r.data.tags.get("reused_from", ""),
+             "train_images": r.data.metrics.get("epochs_trained", np.nan) * float(r.data.params.get(
+                 "data.train_images", "nan"))}
             for r in runs if "seed" in r.data.params and "test_accuracy" in r.data.metrics]
     table = pd.DataFrame(rows)
     if table.empty or BASELINE not in set(table["candidate"]) or set(table["candidate"]) == {BASELINE}:
@@ -180,8 +183,19 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
     best = confirmed.best_is_called
     return [f"## Confirmation: the {best} against the baseline", "", f"**Answer:** {confirmed.summary()}", "",
             f"The best configurations of the search and the study's baseline configuration, each trained from "
-            f"scratch with {table['seed'].nunique()} seeds on the same training/validation split (study children "
-            "tagged `study_role=confirm`). The best candidate is the best mean **validation** accuracy over seeds, "
-            "and the winner if it beats the baseline's there; the test set only measures it against the baseline.",
-            "", *means, "", *per_seed, "",
+            f"scratch on the same training/validation split (study children tagged `study_role=confirm`), over "
+            f"{confirmed.chosen_after or table['seed'].nunique()} seeds; then the best on mean **validation** "
+            "accuracy and the baseline in seed pairs until the paired test comparison decides, each look at its "
+            "share of alpha (docs/tuning.md, 'The deciding confirmation'). The test set never chooses.",
+            *reused_lines(table), "", *means, "", *per_seed, "",
             f"### {best[0].upper() + best[1:]} minus baseline, test accuracy", "", *confirmed.comparison.markdown()]
+
+
+def reused_lines(table: pd.DataFrame) -> List[str]:
+    """How many confirmation runs were taken from the store (tag `reused_from`) and what they saved."""
+    if "reused_from" not in table or not table["reused_from"].astype(bool).any():
+        return []
+    reused = table[table["reused_from"].astype(bool)]
+    images = reused["train_images"].sum()
+    return ["", f"{len(reused)} of the {len(table)} confirmation runs were not retrained: the store held a finished "
+            f"run of the same recipe (tag `reused_from`), which saved {images:,.0f} training images."]

@@ -74,13 +74,17 @@ def _read(entry: Path) -> Tuple[Arrays, dict]:
 def _write(root: Path, key: Mapping, arrays: Arrays, meta: dict) -> Path:
     """Write the entry into a private folder of `root`; returns that folder."""
     private = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    files = {}
-    for name, array in arrays.items():
-        path = private / f"{name}.npy"
-        np.save(path, np.ascontiguousarray(array), allow_pickle=False)
-        files[name] = {"size": path.stat().st_size, "sha256": _file_sha256(path)}
-    manifest = {"format": FORMAT, "key": dict(key), "meta": meta, "files": files}
-    (private / MANIFEST).write_text(json.dumps(manifest, indent=2))  # last: it vouches for the rest
+    try:
+        files = {}
+        for name, array in arrays.items():
+            path = private / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+            files[name] = {"size": path.stat().st_size, "sha256": _file_sha256(path)}
+        manifest = {"format": FORMAT, "key": dict(key), "meta": meta, "files": files}
+        (private / MANIFEST).write_text(json.dumps(manifest, indent=2))  # last: it vouches for the rest
+    except BaseException:
+        shutil.rmtree(private, ignore_errors=True)  # a disk that filled mid-write keeps no half entry
+        raise
     return private
 
 

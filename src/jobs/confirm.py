@@ -27,7 +27,7 @@ from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner, dec
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
 from src.core import interrupt
-from src.jobs import training
+from src.jobs import reuse, training
 from src.jobs.distributed import roles
 from src.tracking import logged
 from src.tracking.runs import tracked_run
@@ -68,12 +68,17 @@ def _done(client, experiment_id: str, parent_id: str) -> Dict[Tuple[str, int], o
     return {(r.data.tags["confirm_candidate"], int(r.data.params["seed"])): r for r in runs}
 
 
-def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
-               study_tags: Dict[str, str], parent_run_id: Optional[str] = None) -> None:
+def run_config(cfg: Config, candidate: Candidate, seed: int) -> Config:
     run_cfg = search_space.apply(cfg, candidate.values)
     trainer = dataclasses.replace(run_cfg.trainer, epochs=candidate.epochs)
-    run_cfg = dataclasses.replace(run_cfg, trainer=trainer, seed=seed, tuner=None)
-    tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label}
+    return dataclasses.replace(run_cfg, trainer=trainer, seed=seed, tuner=None)
+
+
+def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
+               study_tags: Dict[str, str], parent_run_id: Optional[str] = None) -> None:
+    run_cfg = run_config(cfg, candidate, seed)
+    tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label,
+            reuse.RECIPE_TAG: reuse.recipe(run_cfg, splits, cfg.tuner.objective)}
     with tracked_run(f"confirm {candidate.label} seed {seed}", tags, nested=True, parent_run_id=parent_run_id):
         # Score the weights of the best validation epoch, as the search did (keras-tuner's best-epoch
         # checkpoint): the last epoch's weights of a configuration that overfits after its peak measure
@@ -135,12 +140,28 @@ def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: dat
     client = mlflow.MlflowClient()
     done = _done(client, experiment_id, parent_id)
     pending = [(candidate, seed) for candidate, seed in wanted if (candidate.label, seed) not in done]
+    pending = [(candidate, seed) for candidate, seed in pending
+               if not _reused(client, cfg, candidate, seed, splits, study_tags, parent_id)]
     if cfg.tuner.workers > 1 and len(pending) > 1:
         _train_in_processes(cfg, pending, study_tags, experiment_id, parent_id)
     else:
         for candidate, seed in pending:
             _train_one(cfg, candidate, seed, splits, study_tags)
-    return _done(client, experiment_id, parent_id) if pending else done
+    return _done(client, experiment_id, parent_id)
+
+
+def _reused(client, cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
+            study_tags: Dict[str, str], parent_id: str) -> bool:
+    """A finished run of the same recipe in the store, taken into this study instead of training."""
+    digest = reuse.recipe(run_config(cfg, candidate, seed), splits, cfg.tuner.objective)
+    source = reuse.find(client, digest)
+    if source is None:
+        return False
+    tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label, reuse.RECIPE_TAG: digest}
+    reuse.copy_run(client, source, f"confirm {candidate.label} seed {seed} (reused)", tags, parent_id)
+    log.info("[study] confirm %s seed %d: reused run %s (the same recipe, finished), not retrained",
+             candidate.label, seed, source.info.run_id)
+    return True
 
 
 def _table(chosen: List[Candidate], done: Dict[Tuple[str, int], object]) -> pd.DataFrame:

@@ -133,7 +133,8 @@ def mark_warm_start(board, trials, objective: str):
     configuration ranks among the trials of its budget (a Hyperband trial of 3 epochs is not
     compared with one of 20): logged, and the metric `baseline_search_rank`."""
     marks = dict(zip(trials["run_id"], trials["tags.warm_start"])) if "tags.warm_start" in trials else {}
-    board = board.assign(warm_start=board["run_id"].map(marks).fillna("").astype(str))
+    board = board.assign(warm_start=[marks.get(run) if isinstance(marks.get(run), str) else ""
+                                     for run in board["run_id"]])
     baseline = board[(board["warm_start"] == "baseline") & (board["status"] == "FINISHED")]
     if baseline.empty:
         return board

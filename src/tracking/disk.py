@@ -26,6 +26,7 @@ import psutil
 
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
+from src.tracking.store import sqlite_path
 
 log = logging.getLogger(__name__)
 NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -126,6 +127,9 @@ def store_now(uri: str) -> str:
     needs no space). A run it could not end is closed by the next command on the store."""
     import mlflow
 
+    database = sqlite_path(uri)
+    if database is not None and not database.exists():
+        return "the store holds no run of this command"  # (and is not created now, on a full disk)
     process = psutil.Process()
     query = f"tags.pid = '{process.pid}' and tags.host = '{socket.gethostname()}'"
     try:
@@ -139,8 +143,11 @@ def store_now(uri: str) -> str:
     if not runs:
         return "the store holds no run of this command"
     running = [run for run in runs if run.info.status == "RUNNING"]
-    ended = [f"{run.info.run_id[:8]} {run.info.status}" for run in runs if run.info.status != "RUNNING"]
-    parts = [f"the store keeps what its runs logged (run {', '.join(ended)})"] if ended else []
+    ended = [run for run in runs if run.info.status != "RUNNING"]
+    statuses = sorted({run.info.status for run in ended})
+    listed = ("run " + ", ".join(f"{run.info.run_id[:8]} {run.info.status}" for run in ended) if len(ended) <= 3
+              else ", ".join(f"{sum(r.info.status == status for r in ended)} runs {status}" for status in statuses))
+    parts = [f"the store keeps what its runs logged ({listed})"] if ended else []
     if running:
         parts.append(f"run {', '.join(run.info.run_id[:8] for run in running)} could not be marked ended and stays "
                      "RUNNING until the next command on this store closes it as FAILED")
@@ -152,8 +159,6 @@ def describe(err: BaseException, uri: str, places: Mapping[str, Optional[Path]],
     cause = full_disk_cause(err)
     if cause is None:
         return None
-    from src.tracking.store import sqlite_path
-
     store_file = sqlite_path(uri)
     what, where = what_and_where(err, cause, places, store_file)
     free = f"{size(free_bytes(where))} free on {where}" if where is not None else "on the server's disk"
