@@ -10,7 +10,7 @@ baseline is made on the paired test comparison, look by look
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -31,6 +31,7 @@ class Confirmed:
     comparison: pairing.Comparison  # winner minus baseline, test accuracy, every pair (95 %)
     decision: Optional[decision.Decision] = None  # None: runs without per-image test predictions
     chosen_after: int = 0  # the seeds per configuration the candidate was chosen on (validation)
+    dropped: Dict[str, str] = field(default_factory=dict)  # candidates stopped early: why
 
     @property
     def baseline_best(self) -> bool:
@@ -146,7 +147,10 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
         return None
     params = parent.data.params
     first = int(params.get("tuner.confirm.seeds", table.groupby("candidate")["seed"].nunique().min()))
-    winner = confirmed_winner(table[table["seed"] < table["seed"].min() + first])
+    dropped = {part.split(" stopped after")[0]: part for part in parent.data.tags.get("confirm_dropped", "").split(" | ")
+               if part}
+    kept = table[~table["candidate"].isin(list(dropped))]
+    winner = confirmed_winner(kept[kept["seed"] < kept["seed"].min() + first])
     by_id = {r.info.run_id: r for r in runs}
     side = {name: [by_id[i] for i in table.loc[table["candidate"] == name, "run_id"]] for name in (winner, BASELINE)}
     comparison = pairing.compare_runs(client, side[winner], side[BASELINE], winner, BASELINE)
@@ -161,7 +165,7 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
     cap = int(params.get("confirm.max_seeds", params.get("tuner.confirm.max_seeds", first)))
     margin = float(params.get("confirm.margin", params.get("tuner.confirm.margin", 1.0)))
     decided = decide_runs(client, side[winner], side[BASELINE], first, cap, margin)
-    return Confirmed(table, winner, comparison, decided, first)
+    return Confirmed(table, winner, comparison, decided, first, dropped)
 
 
 def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) -> List[str]:
@@ -187,7 +191,8 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
             f"{confirmed.chosen_after or table['seed'].nunique()} seeds; then the best on mean **validation** "
             "accuracy and the baseline in seed pairs until the paired test comparison decides, each look at its "
             "share of alpha (docs/tuning.md, 'The deciding confirmation'). The test set never chooses.",
-            *reused_lines(table), "", *means, "", *per_seed, "",
+            *reused_lines(table), *[f"\n- Stopped early: {why}." for why in confirmed.dropped.values()],
+            "", *means, "", *per_seed, "",
             f"### {best[0].upper() + best[1:]} minus baseline, test accuracy", "", *confirmed.comparison.markdown()]
 
 

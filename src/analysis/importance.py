@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import numpy as np
@@ -226,17 +226,26 @@ def _monte_carlo(exceed: Dict[str, int], shuffles: int) -> Dict[str, NoiseFloor]
 
 
 def _fanova(rows: pd.DataFrame, params: List[str], target: np.ndarray, trees: int = FANOVA_TREES) -> Dict[str, float]:
-    distributions = {p: _distribution(rows[p]) for p in params}
     # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
-    study = optuna.create_study(direction="maximize")
+    return optuna.importance.get_param_importances(
+        optuna_study(rows, params, target), evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees),
+        params=params)
+
+
+def optuna_study(rows: pd.DataFrame, params: List[str], target: np.ndarray, direction: str = "maximize",
+                 log: Collection[str] = ()) -> optuna.Study:
+    """An in-memory optuna study of `rows` (one finished trial each: its `params`, and `target` as
+    its value), each parameter's distribution inferred from what was tried (`_distribution`; the
+    names in `log` on a log scale, where their values are > 0): for fANOVA and optuna's figures."""
+    distributions = {p: _distribution(rows[p], log=p in log) for p in params}
+    study = optuna.create_study(direction=direction)
     study.add_trials([optuna.trial.create_trial(params={p: _optuna_value(row[p], distributions[p]) for p in params},
                                                 distributions=distributions, value=float(value))
                       for (_, row), value in zip(rows.iterrows(), target)])
-    return optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees), params=params)
+    return study
 
 
-def _distribution(values: pd.Series) -> optuna.distributions.BaseDistribution:
+def _distribution(values: pd.Series, log: bool = False) -> optuna.distributions.BaseDistribution:
     """Infer what was searched from what was tried: integers -> IntDistribution,
     other numbers -> FloatDistribution over the tried range, anything else
     (words, lists of filters, booleans) -> categorical over their str()."""
@@ -245,7 +254,8 @@ def _distribution(values: pd.Series) -> optuna.distributions.BaseDistribution:
         return optuna.distributions.CategoricalDistribution(sorted(values.map(str).unique()))
     if pd.api.types.is_integer_dtype(numeric):
         return optuna.distributions.IntDistribution(int(numeric.min()), int(numeric.max()))
-    return optuna.distributions.FloatDistribution(float(numeric.min()), float(numeric.max()))
+    low, high = float(numeric.min()), float(numeric.max())
+    return optuna.distributions.FloatDistribution(low, high, log=log and low > 0)
 
 
 def _optuna_value(value: Any, distribution: optuna.distributions.BaseDistribution) -> Any:

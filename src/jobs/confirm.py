@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import mlflow
 import pandas as pd
 
-from src.analysis import pairing
+from src.analysis import decision, pairing
 from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner, decide_runs
 from src.config import Config, TunerKind, search_space
 from src.core import data as data_module
@@ -150,6 +150,26 @@ def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: dat
     return _done(client, experiment_id, parent_id)
 
 
+def _first_look(cfg: Config, chosen: List[Candidate], first: List[int], splits: data_module.Splits,
+                study_tags: Dict[str, str], experiment_id: str, parent_id: str):
+    """The top-k and the baseline, seed round by seed round; after each round but the last, a
+    searched candidate the best already rules out on validation stops (`decision.hopeless`).
+    Recomputed from the store on resume, so a resumed study drops the same ones."""
+    active, dropped, done = list(chosen), {}, {}
+    for index, seed in enumerate(first):
+        done = _train_missing(cfg, [(c, seed) for c in active], splits, study_tags, experiment_id, parent_id)
+        if index + 1 == len(first):
+            break
+        table = _table(active, {key: run for key, run in done.items() if key[1] in first[:index + 1]})
+        for label, why in decision.hopeless(table, looks=len(first) - 1).items():
+            dropped[label] = why
+            log.info("[study] confirm: %s", why)
+        active = [c for c in active if c.label not in dropped]
+    if dropped:
+        mlflow.set_tag("confirm_dropped", " | ".join(dropped.values()))
+    return done, dropped
+
+
 def _reused(client, cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
             study_tags: Dict[str, str], parent_id: str) -> bool:
     """A finished run of the same recipe in the store, taken into this study instead of training."""
@@ -186,8 +206,9 @@ def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: d
     logged.log_params_once({"confirm.max_seeds": cap, "confirm.margin": settings.margin})
     chosen = candidates(cfg, board, trials)
     first = [cfg.seed + index for index in range(settings.seeds)]
-    done = _train_missing(cfg, [(c, s) for c in chosen for s in first], splits, study_tags, experiment_id, parent_id)
-    winner = confirmed_winner(_table(chosen, {k: v for k, v in done.items() if k[1] in first}))
+    done, dropped = _first_look(cfg, chosen, first, splits, study_tags, experiment_id, parent_id)
+    kept = [c for c in chosen if c.label not in dropped]
+    winner = confirmed_winner(_table(kept, {k: v for k, v in done.items() if k[1] in first}))
     pair = [c for c in chosen if c.label in (winner, BASELINE)]
     truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
     pairs = settings.seeds
@@ -205,7 +226,7 @@ def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: d
     comparison = pairing.compare_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
                                       winner, BASELINE, truth=truth)
     table = _table(chosen, done)
-    result = Confirmed(table, winner, comparison, decided, settings.seeds)
+    result = Confirmed(table, winner, comparison, decided, settings.seeds, dropped)
     _log_answer(result)
     return result
 
