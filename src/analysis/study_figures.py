@@ -1,23 +1,30 @@
 """Figures of a study's trials: the objective against each hyperparameter by budget, a
 parallel-coordinates plot, and the Pareto front of accuracy against training cost
-(seconds, parameters); and of its confirmation runs: the validation curves over seeds.
+(seconds, parameters); at the report's headline budget, optuna's slice and contour plots;
+and of its confirmation runs: the validation curves over seeds.
 
 matplotlib's object API (no pyplot state), as in `compare`, so that building
-figures in a long process leaks nothing.
+figures in a long process leaks nothing; optuna's figures, which pyplot draws, are
+closed once saved (`_optuna_pyplot`).
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Hashable, List, Optional, Sequence
 
+import matplotlib
 import numpy as np
+import optuna
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from src.analysis import compare
-from src.analysis.importance import hashable
+from src.analysis.importance import hashable, optuna_study
 
 PARETO_VALUE = "best_val_accuracy"  # validation, as selection: the test set is for the confirmed winner only
 COSTS = {"seconds_from_scratch": "training seconds (from scratch)", "parameters": "parameters"}
@@ -145,12 +152,92 @@ def plot_confirmation_curves(means: pd.DataFrame, metric: str = "val_accuracy") 
     return figure
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Where optuna's figures look: `budget_value`, the budget of the report's headline and marginal
+    effects (None: the highest, or every trial in a study without budgets); `ranked`, that budget's
+    importance table, most important first; `log`, what the study searched on a log scale."""
+    budget_value: Optional[Hashable] = None
+    ranked: Sequence[str] = ()
+    log: Sequence[str] = ()
+
+
+@contextlib.contextmanager
+def _optuna_pyplot():
+    """Around optuna's matplotlib figures: they are experimental (an ExperimentalWarning each call,
+    silenced here), switch pyplot's global style to ggplot (rc_context puts every rcParam back, so
+    the figures drawn after them are unchanged) and live in pyplot's registry (closed on leaving)."""
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    with warnings.catch_warnings(), matplotlib.rc_context():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            yield
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+
+
+def plot_slice(study: optuna.Study, params: List[str], objective: str, title: str) -> Figure:
+    """optuna's slice plot: per hyperparameter (in name order) each trial's objective against its
+    value, coloured by trial order. Call inside `_optuna_pyplot`."""
+    axes = np.ravel(optuna.visualization.matplotlib.plot_slice(study, params=params, target_name=objective))
+    for each in axes:
+        each.set_title("")
+    axes[0].figure.suptitle(title)
+    return axes[0].figure
+
+
+def plot_contour(study: optuna.Study, params: List[str], objective: str, title: str) -> Figure:
+    """optuna's contour plot of the objective over two hyperparameters (x: the first by name),
+    interpolated between the trials, which it marks. Call inside `_optuna_pyplot`."""
+    axes = optuna.visualization.matplotlib.plot_contour(study, params=params, target_name=objective)
+    axes.set_title(title)
+    return axes.figure
+
+
+def optuna_figures(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str], focus: Focus,
+                   figures: Path) -> List[str]:
+    """slice.png and contour.png at the focus budget, from an in-memory optuna study of its trials
+    (`importance.optuna_study`, as fANOVA's); returns the report's lines. They complement
+    objective_vs_hyperparameters.png and parallel_coordinates.png rather than replace them: those
+    draw every budget at once (coloured by budget, or with the budget as an axis), which optuna's
+    figures, one study at a time, cannot."""
+    for stale in ("slice.png", "contour.png"):  # from an earlier report of the same folder
+        (figures / stale).unlink(missing_ok=True)
+    at = focus.budget_value if focus.budget_value is not None or budget is None else frame[budget].max()
+    rows = frame if budget is None else frame[frame[budget] == at]
+    rows = rows.dropna(subset=[objective])
+    varying = [n for n in names if rows[n].map(hashable).nunique() > 1]
+    rows = rows.dropna(subset=varying)
+    if not varying or len(rows) < 2:
+        return []
+    where = f" at {at} {budget.removesuffix('s') if at == 1 else budget}" if budget else ""
+    study = optuna_study(rows, varying, rows[objective].to_numpy(dtype=float), log=focus.log)
+    pair = [n for n in focus.ranked if n in varying][:2]
+    save = {"metadata": {"Software": None}}
+    with _optuna_pyplot():
+        plot_slice(study, varying, objective, f"{objective} against each hyperparameter{where}, "
+                   f"{len(rows)} trials").savefig(figures / "slice.png", **save)
+        if len(pair) == 2:
+            plot_contour(study, pair, objective, f"{objective}{where}: {pair[0]} and {pair[1]}").savefig(
+                figures / "contour.png", **save)
+    lines = [f"Each hyperparameter's slice{where} ({len(rows)} trials; optuna's `plot_slice`, coloured by trial "
+             "order): where its good values lie once the budget is fixed.", "", "![slice](figures/slice.png)", ""]
+    if len(pair) == 2:
+        lines += [f"`{objective}` over the two most important hyperparameters{where} by the importance table, "
+                  f"{pair[0]} and {pair[1]}, interpolated between the trials (optuna's `plot_contour`; "
+                  "dots: the trials).", "", "![contour](figures/contour.png)", ""]
+    return lines
+
+
 def write_figures(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
-                  confirmed: Optional[pd.DataFrame], out_dir: Path) -> List[str]:
+                  confirmed: Optional[pd.DataFrame], out_dir: Path, focus: Focus = Focus()) -> List[str]:
     """A study's figures under `out_dir/figures` and `pareto.csv`; returns the report's lines.
     `frame`: its finished trials (hyperparameters, budget, objective, seconds_from_scratch,
     parameters); `confirmed`: its confirmation runs (candidate, val_accuracy, train_seconds,
-    parameters), or None."""
+    parameters), or None; `focus`: where optuna's slice and contour plots look."""
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     if not len(frame) or not names:
@@ -177,6 +264,7 @@ def write_figures(frame: pd.DataFrame, names: List[str], objective: str, budget:
     return ["## Figures", "",
             f"`{objective}` against each hyperparameter" + (f", coloured by {budget}" if budget else "") + ":", "",
             "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", "",
+            *optuna_figures(frame, names, objective, budget, focus, figures),
             "Every trial through its hyperparameters:", "", "![parallel coordinates](figures/parallel_coordinates.png)",
             "", "Validation accuracy against training cost, trials and confirmed configurations (mean over seeds); "
             "a Hyperband trial's seconds include the earlier rounds it continued; "

@@ -221,12 +221,13 @@ def study_answer(client, parent, out_dir: Path) -> StudyAnswer:
         answer = (f"Search winner: {search_winner(trials, parent)}, "
                   + (f"test accuracy {test:.4f}" if test is not None else "no test evaluation yet")
                   + " (not confirmed over seeds).")
-    importance_lines, headline = _importance(trials, out_dir, confirmed)
+    importance_lines, headline, top, ranked = _importance(trials, out_dir, confirmed)
     winner = confirmed.winner if confirmed is not None else search_winner(trials, parent)
     who = confirmed.best_is_called if confirmed is not None else "winner"
     edge_lines, flags = _edges(trials, winner, parent.data.params, who)
     figure_lines = study_figures.write_figures(trials.frame, trials.names, trials.objective, trials.budget,
-                                               None if confirmed is None else confirmed.table, out_dir)
+                                               None if confirmed is None else confirmed.table, out_dir,
+                                               study_figures.Focus(top, ranked, log_scaled(trials.space)))
     epoch_lines, still_rising = (([], []) if confirmed is None
                                  else epochs_lines(write_confirmation(client, confirmed, out_dir)))
     next_line = next_step(confirmed, flags, still_rising, who)
@@ -375,18 +376,18 @@ def _show(value) -> str:
 
 
 def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str],
-                     out_dir: Path) -> Tuple[List[str], str, Optional[Hashable]]:
+                     out_dir: Path) -> Tuple[List[str], str, Optional[Hashable], List[str]]:
     """fANOVA importances per budget (or over all runs without one), each with its noise floor
     (permutation p-value with its Monte Carlo range, bootstrap interval), `importance.csv`, and a
     headline from the highest budget with enough trials that names only what clears the noise.
-    Returns (lines, headline, that budget)."""
+    Returns (lines, headline, that budget, its hyperparameters with an importance, most important first)."""
     counts = importance.trial_counts(frame, objective, budget)
     tables = importance.budget_importances(frame, names, objective, budget, MIN_TRIALS)
     top = None if budget is None else importance.headline_budget(tables, counts, MIN_TRIALS)
     if not tables:
         headline = (f"Importance: too few trials for an importance table (need {MIN_TRIALS} at a budget; "
                     f"trials per {budget or 'study'}: {_counts(counts)}).")
-        return ["## Which hyperparameters matter", "", headline, ""], headline, None
+        return ["## Which hyperparameters matter", "", headline, ""], headline, None, []
     pd.concat([t.assign(budget=b) for b, t in tables.items()]).to_csv(out_dir / "importance.csv", index=False,
                                                                       float_format="%.6g")
     headline = importance_headline(tables[top], counts[top], _budget(budget, top) if budget else None, objective)
@@ -416,7 +417,7 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
         if budget is not None:
             lines += [f"### {_budget(budget, value)}" + (" (headline)" if value == top else ""), ""]
         lines += [compare.markdown_table(table), ""]
-    return lines, headline, top
+    return lines, headline, top, tables[top].dropna(subset=["importance"])["hyperparameter"].tolist()
 
 
 def _other_budgets(tables: Dict[Hashable, pd.DataFrame], top: Optional[Hashable], budget: str) -> str:
@@ -528,8 +529,12 @@ def importance_headline(table: pd.DataFrame, trials: int, where: Optional[str], 
     return sentence + (f" Not distinguishable from noise: {', '.join(rest['hyperparameter'])}." if len(rest) else "")
 
 
-def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[List[str], str]:
-    lines, headline, top = importance_lines(trials.frame, trials.names, trials.objective, trials.budget, out_dir)
+def _importance(trials: StudyTrials, out_dir: Path,
+                confirmed=None) -> Tuple[List[str], str, Optional[Hashable], List[str]]:
+    """The importance and marginal-effects sections, their headline, the budget of the marginal
+    effects (the headline's, else the highest) and the importance table's ranking there."""
+    lines, headline, top, ranked = importance_lines(trials.frame, trials.names, trials.objective, trials.budget,
+                                                    out_dir)
     frame = trials.frame
     if trials.budget is not None and len(frame):
         # The top budget: the headline's, else the highest there is (said so).
@@ -570,7 +575,7 @@ def _importance(trials: StudyTrials, out_dir: Path, confirmed=None) -> Tuple[Lis
                   "on the same variance; `p_adjusted` counts every hyperparameter tested (Benjamini-Hochberg).", "",
                   compare.markdown_table(pd.DataFrame(rows)), "",
                   compare.markdown_table(pd.DataFrame(tests)), ""]
-    return lines, headline
+    return lines, headline, top, ranked
 
 
 def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str],
@@ -596,6 +601,11 @@ def _edges(trials: StudyTrials, winner: str, parent_params: Dict[str, str],
         flags += [flag] if flag else []
         lines.append(f"- **{flag}**" if flag else f"- {name}: {_show(values[name])} is inside the range offered")
     return lines + [""], flags
+
+
+def log_scaled(space: Dict[str, dict]) -> List[str]:
+    """The hyperparameters the study searched on a log scale (its `search_space.json`)."""
+    return [name for name, spec in space.items() if str((spec or {}).get("sampling", "linear")) != "linear"]
 
 
 def _budget(budget: str, value) -> str:
