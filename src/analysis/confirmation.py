@@ -190,7 +190,7 @@ def confirmation_lines(confirmed: Confirmed, hyperparameters: Dict[str, str]) ->
             f"scratch on the same training/validation split (study children tagged `study_role=confirm`), over "
             f"{confirmed.chosen_after or table['seed'].nunique()} seeds; then the best on mean **validation** "
             "accuracy and the baseline in seed pairs until the paired test comparison decides, each look at its "
-            "share of alpha (docs/tuning.md, 'The deciding confirmation'). The test set never chooses.",
+            "share of alpha (docs/tuning.md, 'Confirmation: the deciding rule'). The test set never chooses.",
             *reused_lines(table), *[f"\n- Stopped early: {why}." for why in confirmed.dropped.values()],
             "", *means, "", *per_seed, "",
             f"### {best[0].upper() + best[1:]} minus baseline, test accuracy", "", *confirmed.comparison.markdown()]

@@ -80,7 +80,7 @@ class Decision:
             return (f"{candidate} and {baseline} are equivalent within {100 * self.margin:.2f} points on test "
                     f"({interval}; two one-sided tests, interval {100 * self.equivalence[0]:+.2f} to "
                     f"{100 * self.equivalence[1]:+.2f}): neither is worth choosing over the other for accuracy.")
-        return (f"Undecided: {candidate} against {baseline} on test ({interval}); this confirmation could "
+        return (f"{candidate} against {baseline} on test ({interval}) is undecided: this confirmation could "
                 f"detect a difference of {100 * self.mde:.2f} points or more ({100 * POWER:.0f} % power), and "
                 f"cannot rule out one inside {100 * self.low:+.2f} to {100 * self.high:+.2f}.")
 

@@ -102,10 +102,7 @@ def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
             axes.step(front[cost], front[value], where="post", color="black", linewidth=1, label="Pareto front")
         if len(data) and data[cost].min() > 0:
             axes.set_xscale("log")
-            # 1-2-5 ticks in plain numbers: a short log range otherwise gets one label, or crowded minor ones.
-            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            axes.xaxis.set_minor_formatter(NullFormatter())
+            plain_log_ticks(axes.xaxis)
         axes.set_xlabel(cost_label)
         axes.set_ylabel(value)
         axes.grid(alpha=0.3)
@@ -113,6 +110,14 @@ def plot_pareto(points: pd.DataFrame, value: str) -> Figure:
             axes.legend(fontsize=7)
     figure.suptitle(f"{value} against training cost: what each extra second or parameter buys")
     return figure
+
+
+def plain_log_ticks(axis) -> None:
+    """1-2-5 ticks in plain numbers on a log axis: a short log range otherwise gets one label, or
+    crowded minor ones."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def mean_curves(curves: pd.DataFrame, metric: str = "val_accuracy") -> pd.DataFrame:
@@ -185,6 +190,8 @@ def plot_slice(study: optuna.Study, params: List[str], objective: str, title: st
     axes = np.ravel(optuna.visualization.matplotlib.plot_slice(study, params=params, target_name=objective))
     for each in axes:
         each.set_title("")
+        if each.get_xscale() == "log":
+            plain_log_ticks(each.xaxis)
     axes[0].figure.suptitle(title)
     return axes[0].figure
 
@@ -194,6 +201,9 @@ def plot_contour(study: optuna.Study, params: List[str], objective: str, title: 
     interpolated between the trials, which it marks. Call inside `_optuna_pyplot`."""
     axes = optuna.visualization.matplotlib.plot_contour(study, params=params, target_name=objective)
     axes.set_title(title)
+    for axis, scale in ((axes.xaxis, axes.get_xscale()), (axes.yaxis, axes.get_yscale())):
+        if scale == "log":
+            plain_log_ticks(axis)
     return axes.figure
 
 
@@ -216,7 +226,7 @@ def optuna_figures(frame: pd.DataFrame, names: List[str], objective: str, budget
     where = f" at {at} {budget.removesuffix('s') if at == 1 else budget}" if budget else ""
     study = optuna_study(rows, varying, rows[objective].to_numpy(dtype=float), log=focus.log)
     pair = [n for n in focus.ranked if n in varying][:2]
-    save = {"metadata": {"Software": None}}
+    save = {"metadata": {"Software": None}, "bbox_inches": "tight"}  # optuna's layout clips long labels
     with _optuna_pyplot():
         plot_slice(study, varying, objective, f"{objective} against each hyperparameter{where}, "
                    f"{len(rows)} trials").savefig(figures / "slice.png", **save)

@@ -40,7 +40,7 @@ def test_each_of_the_four_outcomes(estimate, half, outcome):
     words = found.words("trial 7", "the baseline")
     assert words.startswith({decision.CANDIDATE_BETTER: "trial 7 is better", decision.BASELINE_BETTER: "the baseline is",
                              decision.EQUIVALENT: "trial 7 and the baseline are equivalent",
-                             decision.UNDECIDED: "Undecided"}[outcome])
+                             decision.UNDECIDED: "trial 7 against the baseline on test"}[outcome])
     assert found.tags()["confirm_decision"] == outcome and found.tags()["confirm_seeds"] == str(CAP)
     # The smallest detectable difference grows with the interval.
     assert found.mde > (found.high - found.low) / 2

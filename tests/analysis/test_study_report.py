@@ -276,6 +276,11 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert "dropout: best value 0.6 is the largest offered (max 0.6): at the edge of the space: widen it" in text
     assert "width: 1 is inside the range offered" in text
 
+    # optuna's slice and contour at the headline budget (9 epochs), over the importance table's first two.
+    assert "Each hyperparameter's slice at 9 epochs (6 trials; optuna's `plot_slice`" in text
+    assert ("over the two most important hyperparameters at 9 epochs by the importance table, dropout and width, "
+            "interpolated") in text and "![contour](figures/contour.png)" in text
+
     # Pareto front: the trials and the confirmed configurations, cheapest first.
     pareto = pd.read_csv(out / "pareto.csv")
     assert len(pareto) == 24 + 3 and set(pareto["kind"]) == {"trial", "confirmed"}
@@ -293,7 +298,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
             "report/confirmation_curves.csv",
             *(f"report/figures/{name}.png" for name in ("objective_vs_hyperparameters", "parallel_coordinates",
                                                         "pareto_front", "validation_curves",
-                                                        "confirmation_curves"))} <= logged
+                                                        "confirmation_curves", "slice", "contour"))} <= logged
     note = client.get_run(parent).data.tags["mlflow.note.content"]
     assert "Decision: candidate better. trial 0020 is better than the baseline configuration" in note
     assert "At 9 epochs no hyperparameter's effect" in note and "widen it" in note
