@@ -29,14 +29,6 @@ from src.tracking.store import child_runs
 
 log = logging.getLogger(__name__)
 
-TUNER_CLASSES = {
-    TunerKind.hyperband: keras_tuner.Hyperband,
-    TunerKind.random: keras_tuner.RandomSearch,
-    TunerKind.bayesian: keras_tuner.BayesianOptimization,
-    TunerKind.grid: keras_tuner.GridSearch,
-}
-
-
 class CifarHyperModel(keras_tuner.HyperModel):
     """The project's model and training, with the search space applied to the config."""
 
@@ -178,14 +170,36 @@ class TrackedTrials:
             interrupt.undefer()
 
 
+class TrackedHyperband(TrackedTrials, keras_tuner.Hyperband):
+    pass
+
+
+class TrackedRandomSearch(TrackedTrials, keras_tuner.RandomSearch):
+    pass
+
+
+class TrackedBayesianOptimization(TrackedTrials, keras_tuner.BayesianOptimization):
+    pass
+
+
+class TrackedGridSearch(TrackedTrials, keras_tuner.GridSearch):
+    pass
+
+
+TUNER_CLASSES = {
+    TunerKind.hyperband: TrackedHyperband,
+    TunerKind.random: TrackedRandomSearch,
+    TunerKind.bayesian: TrackedBayesianOptimization,
+    TunerKind.grid: TrackedGridSearch,
+}
+
+
 def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
                parent_run_id: Optional[str] = None):
     """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
     save_tuner_json_atomically()
     kind = cfg.tuner.kind
-    base = TUNER_CLASSES[kind]
-    tuner_class = type(f"Tracked{base.__name__}", (TrackedTrials, base),
-                       {"study_tags": tags, "parent_run_id": parent_run_id})
+    tuner_class = TUNER_CLASSES[kind]
     common = dict(hypermodel=hypermodel, objective=cfg.tuner.objective, seed=cfg.tuner.seed,
                   executions_per_trial=cfg.tuner.executions_per_trial, overwrite=cfg.tuner.overwrite,
                   directory=str(directory.parent), project_name=directory.name)
@@ -197,6 +211,7 @@ def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: 
     # study's logger, off the console at its INFO level (a resumed study says "(resumed)" itself).
     with contextlib.redirect_stdout(io.StringIO()) as printed:
         tuner = tuner_class(**budget, **common)
+    tuner.study_tags, tuner.parent_run_id = dict(tags), parent_run_id  # before any trial runs
     for line in printed.getvalue().splitlines():
         log.debug("keras-tuner: %s", line)
     oracle = tuner.oracle
