@@ -152,3 +152,44 @@ def test_trainer_fast_is_bfloat16_only_where_it_is_native():
     assert effective_learning_rate(emulated) == 0.001 and emulated.resolved.startswith("float32 (no native bfloat16")
     faithful = validate(compose_config("+experiment=baseline")).trainer
     assert (faithful.precision, faithful.batch_size) == (Precision.float32, 32) and faithful.resolved == ""
+
+
+# --- the levers of issue 34: batch norm, augmentation, weight decay -------------------------------
+
+def test_the_levers_compose_off_by_default_and_on_when_asked():
+    from src.config import Augmentation
+
+    from helpers import composed
+
+    default = composed()
+    assert (default.model.batch_norm, default.model.augmentation, default.trainer.weight_decay) == \
+           (False, Augmentation.none, 0.0)
+    on = composed("model.batch_norm=true", "model.augmentation=flip_shift", "trainer.weight_decay=0.004")
+    assert (on.model.batch_norm, on.model.augmentation, on.trainer.weight_decay) == \
+           (True, Augmentation.flip_shift, 0.004)
+
+
+@pytest.mark.parametrize("override, line", [
+    ("trainer.weight_decay=-0.1",
+     "trainer.weight_decay=-0.1 is not allowed: expected 0 (off) or a decoupled decay rate in (0, 1)"),
+    ("trainer.learning_rate=0", "trainer.learning_rate=0.0 is not allowed: expected a number > 0"),
+])
+def test_a_bad_lever_value_is_one_line_naming_key_value_and_allowed(override, line):
+    from helpers import composed
+
+    with pytest.raises(ConfigError) as err:
+        composed(override)
+    assert str(err.value) == line
+
+
+def test_an_unknown_augmentation_is_refused_while_composing_naming_the_choices():
+    """As trainer.optimizer=adagradx: OmegaConf refuses the name while Hydra composes (before any run),
+    Hydra's one line naming the override, OmegaConf's naming the value and every allowed name."""
+    from helpers import composed
+
+    with pytest.raises(HydraException) as err:
+        composed("model.augmentation=rotate")
+    assert str(err.value) == "Error merging override model.augmentation=rotate"
+    cause = str(err.value.__cause__)
+    assert cause.splitlines()[0] == "Invalid value 'rotate', expected one of [none, flip, flip_shift]"
+    assert "full_key: model.augmentation" in cause

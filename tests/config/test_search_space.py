@@ -69,3 +69,30 @@ def test_a_stepped_float_range_reaches_its_max_as_the_space_reads():
     drawn = {search_space.config_values({"dropout": dropout.random_sample(seed)}, cfg.tuner.search_space)
              ["model.dropout"] for seed in range(400)}
     assert drawn == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6}  # every step, max included, no float drift
+
+
+def test_the_beyond_space_is_accepted_and_each_lever_reaches_its_config_key():
+    """conf/tuner/search_space/beyond.yaml (issue 34): every value each entry can take is a valid
+    config, the learning rate on a log scale; its most extreme corner applies too."""
+    from src.config import Augmentation, search_space
+
+    cfg = composed("+experiment=beyond_study")
+    space = cfg.tuner.search_space
+    search_space.check(space, cfg, hyperband=True)  # raises ConfigError naming a bad entry
+    assert {name: spec.key for name, spec in space.items()} == {
+        "learning_rate": "trainer.learning_rate", "weight_decay": "trainer.weight_decay",
+        "batch_norm": "model.batch_norm", "augmentation": "model.augmentation", "filters2": "model.filters.1",
+        "dropout": "model.dropout"}
+    assert space["learning_rate"].sampling == "log"
+    corner = search_space.apply(cfg, {"trainer.learning_rate": 3e-3, "trainer.weight_decay": 0.04,
+                                      "model.batch_norm": True, "model.augmentation": "flip_shift",
+                                      "model.filters.1": 256, "model.dropout": 0.1})
+    assert (corner.model.augmentation, corner.model.filters, corner.trainer.weight_decay) == \
+           (Augmentation.flip_shift, [32, 256, 128], 0.04)
+    with pytest.raises(ConfigError, match=r"^tuner\.search_space\.augmentation can take 'rotate', but "
+                       r"model\.augmentation='rotate' is not allowed: Invalid value 'rotate', expected one of "
+                       r"\[none, flip, flip_shift\]"):
+        composed("+experiment=beyond_study", "tuner.search_space.augmentation.values=[none,rotate]")
+    # The study's baseline configuration is the notebook's: every lever off at the composed values.
+    assert (cfg.model.batch_norm, cfg.model.augmentation, cfg.trainer.weight_decay,
+            cfg.trainer.learning_rate) == (False, Augmentation.none, 0.0, 0.001)
