@@ -5,7 +5,6 @@ import pytest
 
 from src.config import ModelConfig
 
-
 NOTEBOOK_KINDS = ["Conv2D", "MaxPooling2D"] * 3 + ["Flatten", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
 
 
