@@ -304,3 +304,23 @@ def test_docs_list_each_case():
     for name in ("test_a_disk_that_fills_mid_study", "test_a_run_that_fills_the_disk", "test_a_resume_on_changed_data",
                  "test_a_run_deleted_in_mlflow", "test_a_state_file_cut_short"):
         assert name in table, name
+
+
+def test_a_full_disk_while_a_report_is_written_is_one_line(tmp_path, tracking_uri, monkeypatch):
+    """src.report writes REPORT.md, CSVs and figures: a full disk there is one line naming the
+    place and its free space, as for src.run, not a traceback."""
+    import errno
+
+    import pytest
+
+    from src.analysis import report
+
+    def no_space(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "REPORT.md"))
+
+    monkeypatch.setattr(report, "report", no_space)
+    with pytest.raises(SystemExit) as ended:
+        report.main(["some_study", "--tracking-uri", tracking_uri, "--out", str(tmp_path / "out")])
+    line = str(ended.value)
+    assert line.startswith("error: ") and "\n" not in line
+    assert "free on" in line and "python -m src.report with the same arguments" in line, line

@@ -277,7 +277,21 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list] = None) -> None:
+    """`python -m src.report`: a full disk while it writes is one line (src/tracking/disk.py), as for src.run."""
+    from src.tracking import disk
+
     args = parse_args(argv)
+    disk.quiet_upstream_tracebacks()
+    out = Path(args.out) if args.out else PROJECT_ROOT / "experiments"
+    try:
+        with disk.reported_when_full(resolve_uri(args.tracking_uri), {"the report's folder": out},
+                                     "python -m src.report with the same arguments"):
+            report(args)
+    except disk.DiskFullError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def report(args) -> None:
     chosen = [(kind, getattr(args, kind)) for kind in SELECTOR_KINDS if getattr(args, kind)]
     if not logging.getLogger().handlers:  # run as a command: say what it does on the console
         logging.basicConfig(level=logging.INFO, format="%(message)s")
