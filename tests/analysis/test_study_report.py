@@ -193,6 +193,8 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     out = tmp_path / "report"
     report.main(["hb", "--tracking-uri", uri, "--out", str(out)])
     text = (out / "REPORT.md").read_text()
+    # The report opens with the decision, as the run's description does.
+    assert text.splitlines()[4].startswith("**Study `hb`.** Decision: candidate better.")
 
     # Confirmation: every candidate and seed, the winner on validation, the paired difference in words.
     assert "## Confirmation: the winner against the baseline" in text
