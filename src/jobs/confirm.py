@@ -13,6 +13,7 @@ are found in MLflow and not repeated when a study resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -110,40 +111,46 @@ def _train_in_worker(task) -> None:
     _train_one(cfg, candidate, seed, _SPLITS, study_tags, parent_run_id=parent_id)
 
 
-def _train_in_processes(cfg: Config, pending: List[Tuple[Candidate, int]], study_tags: Dict[str, str],
-                        experiment_id: str, parent_id: str) -> None:
-    """`tuner.workers` confirmation runs at a time, one TensorFlow thread each as the search's
-    workers (two single-thread processes train ~1.9x as fast as one process on 2 cores here).
-    Each worker loads the cached split itself; on any error or interrupt the others are stopped
-    (their runs end KILLED) and the error is raised."""
-    worker_cfg = roles.worker_config(cfg)
-    context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow
-    # On this machine only: a study whose workers ran on a cluster confirms on the launching node.
-    fits_here = max(1, (os.cpu_count() or 1) // max(1, worker_cfg.trainer.intra_op_threads))
-    pool = context.Pool(min(cfg.tuner.workers, len(pending), fits_here), _start_worker,
-                        (worker_cfg, mlflow.get_tracking_uri(), experiment_id))
-    try:
-        tasks = [(worker_cfg, candidate, seed, study_tags, parent_id) for candidate, seed in pending]
-        for _ in pool.imap_unordered(_train_in_worker, tasks):
+class Workers:
+    """`tuner.workers` processes for the confirmation runs, started once for the whole stage (its
+    seed rounds and pairs: a process spends ~10 s importing TensorFlow), one TensorFlow thread
+    each as the search's workers (two single-thread processes train ~1.9x as fast as one process
+    on 2 cores here). Each loads the cached split itself; on any error or interrupt the others
+    are stopped (their runs end KILLED) and the error is raised."""
+
+    def __init__(self, cfg: Config, experiment_id: str):
+        self.cfg, self.experiment_id, self.pool = roles.worker_config(cfg), experiment_id, None
+        # On this machine only: a study whose workers ran on a cluster confirms on the launching node.
+        self.size = min(cfg.tuner.workers, max(1, (os.cpu_count() or 1) // max(1, self.cfg.trainer.intra_op_threads)))
+
+    def train(self, pending: List[Tuple[Candidate, int]], study_tags: Dict[str, str], parent_id: str) -> None:
+        if self.pool is None:
+            context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow
+            self.pool = context.Pool(self.size, _start_worker, (self.cfg, mlflow.get_tracking_uri(), self.experiment_id))
+        tasks = [(self.cfg, candidate, seed, study_tags, parent_id) for candidate, seed in pending]
+        for _ in self.pool.imap_unordered(_train_in_worker, tasks):
             pass
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self.pool is not None:
+            self.pool.close() if kind is None else self.pool.terminate()
+            self.pool.join()
 
 
 def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: data_module.Splits,
-                   study_tags: Dict[str, str], experiment_id: str, parent_id: str) -> Dict[Tuple[str, int], object]:
+                   study_tags: Dict[str, str], experiment_id: str, parent_id: str,
+                   workers: Optional[Workers] = None) -> Dict[Tuple[str, int], object]:
     """Train the (candidate, seed) runs not yet finished in the store; returns every finished one."""
     client = mlflow.MlflowClient()
     done = _done(client, experiment_id, parent_id)
     pending = [(candidate, seed) for candidate, seed in wanted if (candidate.label, seed) not in done]
     pending = [(candidate, seed) for candidate, seed in pending
                if not _reused(client, cfg, candidate, seed, splits, study_tags, parent_id)]
-    if cfg.tuner.workers > 1 and len(pending) > 1:
-        _train_in_processes(cfg, pending, study_tags, experiment_id, parent_id)
+    if workers is not None and pending:
+        workers.train(pending, study_tags, parent_id)
     else:
         for candidate, seed in pending:
             _train_one(cfg, candidate, seed, splits, study_tags)
@@ -151,13 +158,14 @@ def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: dat
 
 
 def _first_look(cfg: Config, chosen: List[Candidate], first: List[int], splits: data_module.Splits,
-                study_tags: Dict[str, str], experiment_id: str, parent_id: str):
+                study_tags: Dict[str, str], experiment_id: str, parent_id: str, workers: Optional[Workers] = None):
     """The top-k and the baseline, seed round by seed round; after each round but the last, a
     searched candidate the best already rules out on validation stops (`decision.hopeless`).
     Recomputed from the store on resume, so a resumed study drops the same ones."""
     active, dropped, done = list(chosen), {}, {}
     for index, seed in enumerate(first):
-        done = _train_missing(cfg, [(c, seed) for c in active], splits, study_tags, experiment_id, parent_id)
+        done = _train_missing(cfg, [(c, seed) for c in active], splits, study_tags, experiment_id, parent_id,
+                              workers)
         if index + 1 == len(first):
             break
         table = _table(active, {key: run for key, run in done.items() if key[1] in first[:index + 1]})
@@ -193,6 +201,32 @@ def _table(chosen: List[Candidate], done: Dict[Tuple[str, int], object]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def _look_until_decided(cfg: Config, chosen: List[Candidate], splits: data_module.Splits,
+                        study_tags: Dict[str, str], experiment_id: str, parent_id: str, workers: Optional[Workers]):
+    """The first look's seed rounds, the candidate chosen on validation, then seed pairs until the
+    paired test comparison decides. Returns (finished runs, dropped, candidate, decision, seeds)."""
+    settings, client = cfg.tuner.confirm, mlflow.MlflowClient()
+    cap = max(settings.max_seeds, settings.seeds)
+    first = [cfg.seed + index for index in range(settings.seeds)]
+    done, dropped = _first_look(cfg, chosen, first, splits, study_tags, experiment_id, parent_id, workers)
+    kept = [c for c in chosen if c.label not in dropped]
+    winner = confirmed_winner(_table(kept, {k: v for k, v in done.items() if k[1] in first}))
+    pair = [c for c in chosen if c.label in (winner, BASELINE)]
+    truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
+    pairs = settings.seeds
+    while True:
+        seeds = [cfg.seed + index for index in range(pairs)]
+        decided = decide_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
+                              settings.seeds, cap, settings.margin, truth)
+        if decided is None or decided.done:
+            return done, dropped, winner, decided, seeds
+        log.info("[study] confirm: undecided after %d seed pairs (%s); adding seed %d", pairs,
+                 f"{100 * decided.low:+.2f} to {100 * decided.high:+.2f} points", cfg.seed + pairs)
+        pairs += 1
+        done = _train_missing(cfg, [(c, cfg.seed + pairs - 1) for c in pair], splits, study_tags, experiment_id,
+                              parent_id, workers)
+
+
 def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: data_module.Splits,
             study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmed]:
     """Inside the study's run: the top-k and the baseline over the first seeds; the best on
@@ -205,26 +239,11 @@ def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: d
     cap = max(settings.max_seeds, settings.seeds)
     logged.log_params_once({"confirm.max_seeds": cap, "confirm.margin": settings.margin})
     chosen = candidates(cfg, board, trials)
-    first = [cfg.seed + index for index in range(settings.seeds)]
-    done, dropped = _first_look(cfg, chosen, first, splits, study_tags, experiment_id, parent_id)
-    kept = [c for c in chosen if c.label not in dropped]
-    winner = confirmed_winner(_table(kept, {k: v for k, v in done.items() if k[1] in first}))
-    pair = [c for c in chosen if c.label in (winner, BASELINE)]
-    truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
-    pairs = settings.seeds
-    while True:
-        seeds = [cfg.seed + index for index in range(pairs)]
-        decided = decide_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
-                              settings.seeds, cap, settings.margin, truth)
-        if decided is None or decided.done:
-            break
-        log.info("[study] confirm: undecided after %d seed pairs (%s); adding seed %d", pairs,
-                 f"{100 * decided.low:+.2f} to {100 * decided.high:+.2f} points", cfg.seed + pairs)
-        pairs += 1
-        done = _train_missing(cfg, [(c, cfg.seed + pairs - 1) for c in pair], splits, study_tags, experiment_id,
-                              parent_id)
+    with Workers(cfg, experiment_id) if cfg.tuner.workers > 1 else contextlib.nullcontext() as workers:
+        done, dropped, winner, decided, seeds = _look_until_decided(cfg, chosen, splits, study_tags, experiment_id,
+                                                                     parent_id, workers)
     comparison = pairing.compare_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
-                                      winner, BASELINE, truth=truth)
+                                      winner, BASELINE, truth=splits.y_test.argmax(axis=1))
     table = _table(chosen, done)
     result = Confirmed(table, winner, comparison, decided, settings.seeds, dropped)
     _log_answer(result)

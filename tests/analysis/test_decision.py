@@ -65,12 +65,12 @@ def test_the_simulations_normal_interval_agrees_with_the_bootstrap():
         assert abs(boot[1] - normal[1]) < 0.0005 and abs(boot[2] - normal[2]) < 0.0005
 
 
-@pytest.mark.slow  # ~30 s: 1,200 simulated confirmations
+@pytest.mark.slow  # ~20 s: 800 simulated confirmations
 def test_confirmations_of_known_truth(capsys):
     """True difference 0, +-margin and twice the smallest detectable difference, with the card
     study's seed noise: a false 'better' at most 5 % of the time, the reported interval covering
     the truth at least 95 %, and the mean seed pairs used, each with its Monte Carlo interval."""
-    runs = 300
+    runs = 200
     truths = {"none": 0.0, "+margin": MARGIN, "-margin": -MARGIN}
     results = {name: decision.simulate(truth, FIRST, CAP, MARGIN, runs, seed=1) for name, truth in truths.items()}
     # Twice the smallest difference the first look could detect (from one simulated confirmation's numbers).

@@ -40,10 +40,10 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     assert len(confirms) == (TOP_K + 1) * SEEDS + 2 * (pairs - SEEDS)
     assert {r.data.tags["mlflow.parentRunId"] for r in confirms} == {parent.info.run_id}
     assert {r.info.status for r in confirms} == {"FINISHED"}
-    # With tuner.workers=2 the confirmation runs train in worker processes, not the launcher (how the
-    # 2 workers share the 6 tiny runs depends on which starts first, so their number is not asserted).
+    # With tuner.workers=2 the confirmation runs train in worker processes, not the launcher: at most 2
+    # per seed round (how they share a round's runs depends on which starts first).
     pids = {r.data.tags["pid"] for r in confirms}
-    assert 1 <= len(pids) <= 2 and parent.data.tags["pid"] not in pids, pids
+    assert 1 <= len(pids) <= 2 * pairs and parent.data.tags["pid"] not in pids, pids
     by_candidate = {}
     for run in confirms:
         by_candidate.setdefault(run.data.tags["confirm_candidate"], set()).add(run.data.params["seed"])

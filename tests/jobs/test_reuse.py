@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from src.tracking import store
 
@@ -63,6 +64,7 @@ def confirm_runs(client, experiment):
     return {(r.data.tags["confirm_candidate"], r.data.params["seed"]): r for r in runs}
 
 
+@pytest.mark.slow  # two tiny studies in this process (~60 s)
 def test_a_second_study_reuses_the_first_studys_baseline_seeds(synthetic_cifar, tracking_uri, tmp_path):
     assert tiny_study(synthetic_cifar, tracking_uri, tmp_path, "first").returncode == 0
     second = tiny_study(synthetic_cifar, tracking_uri, tmp_path, "second")
@@ -91,7 +93,4 @@ def test_a_second_study_reuses_the_first_studys_baseline_seeds(synthetic_cifar, 
     report = client.download_artifacts(parent.info.run_id, "report/REPORT.md", str(tmp_path / "r"))
     assert "confirmation runs were not retrained: the store held a finished run of the same recipe" in \
         open(report).read()
-    # A third study on another trainer setting: nothing is reused.
-    third = tiny_study(synthetic_cifar, tracking_uri, tmp_path, "third", "trainer.batch_size=16")
-    assert third.returncode == 0, third.stderr[-3000:]
-    assert not any("reused_from" in run.data.tags for run in confirm_runs(client, "third").values())
+    # A changed recipe (another seed, trainer, data, epochs...) is never reused: the recipe test above.

@@ -20,7 +20,8 @@ TRIALS = 4
 
 
 def overrides(synthetic_cifar, uri, tmp_path, confirm: bool = False):
-    stage = ("tuner.confirm.top_k=1", "tuner.confirm.seeds=1", "tuner.confirm.epochs=2") if confirm \
+    stage = ("tuner.confirm.top_k=1", "tuner.confirm.seeds=1", "tuner.confirm.max_seeds=1",
+             "tuner.confirm.epochs=2") if confirm \
         else ("tuner.confirm.seeds=0",)
     return (*stage, "+experiment=tune_random", f"data.dir={synthetic_cifar}", f"tracking.uri={uri}",
             f"tuner.directory={tmp_path / 'tuner'}", f"tuner.max_trials={TRIALS}", "tracking.log_model=false",
