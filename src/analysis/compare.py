@@ -158,11 +158,16 @@ def plot_curves(histories: Dict[str, List[tuple]], key: str = "val_accuracy", hi
         axes.plot(steps, values, marker="o", markersize=2, linewidth=2.5 if best else 1,
                   alpha=1.0 if best else 0.5, label=name if best or len(histories) <= 12 else None,
                   zorder=3 if best else 2)
+    finish_epoch_axes(axes, key, f"{key} per epoch, {len(histories)} runs")
+    return figure
+
+
+def finish_epoch_axes(axes, metric: str, title: str) -> None:
+    """The axes of a per-epoch figure: whole epochs, labels, grid, a legend where lines are named."""
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
-    axes.set_ylabel(key)
-    axes.set_title(f"{key} per epoch, {len(histories)} runs")
+    axes.set_ylabel(metric)
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7)
-    return figure

@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from src.analysis import compare
 from src.analysis.importance import hashable, optuna_study
@@ -147,13 +147,7 @@ def plot_confirmation_curves(means: pd.DataFrame, metric: str = "val_accuracy") 
                           linewidth=0)
         peak = curve.loc[curve["mean"].idxmax()]
         axes.scatter([peak["epoch"]], [peak["mean"]], marker="*", s=120, color=line.get_color(), zorder=3)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("epoch")
-    axes.set_ylabel(metric)
-    axes.set_title(f"Confirmation runs: {metric} per epoch, mean over seeds (band: min-max)")
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize=7)
+    compare.finish_epoch_axes(axes, metric, f"Confirmation runs: {metric} per epoch, mean over seeds (band: min-max)")
     return figure
 
 

@@ -244,10 +244,8 @@ class HyperParameter:
 
 @dataclass
 class ConfirmConfig:
-    """After the search: the top_k configurations and the baseline, each retrained from
-    scratch with `seeds` seeds (0 = no confirmation stage); then the best on validation and the
-    baseline in further seed pairs until the paired test comparison decides, up to `max_seeds`
-    (src/analysis/decision.py)."""
+    """After the search: the top_k and the baseline over `seeds` seeds (0 = no confirmation stage),
+    then the best on validation and the baseline in seed pairs until decided (src/analysis/decision.py)."""
     top_k: int = 3
     seeds: int = 3  # seed pairs before the first look
     epochs: Optional[int] = None  # null = each configuration's own epochs (Hyperband: tuner.max_epochs)
@@ -299,12 +297,10 @@ class TunerConfig:
     worker_restarts: int = 3  # a worker killed by a signal is replaced up to this many times
     ray_address: str = "local"  # tuner.launcher=ray: local (a Ray instance for this study), auto, host:port, ray://...
     search_space: Dict[str, HyperParameter] = field(default_factory=dict)
-    # Warm start: the study's baseline configuration is the search's first trial (where the space
-    # holds it), then each of `enqueue` ({hyperparameter name: value}, the rest at the baseline's
-    # values), e.g. a previous study's best carried into a new space (src/jobs/warm_start.py).
+    # Warm start (src/jobs/warm_start.py): the baseline is the first trial where the space holds it,
+    # then each `enqueue` entry ({hyperparameter: value}, the rest the baseline's).
     baseline_first: bool = True
-    # Wall minutes for the whole study on this machine (null = none): the search stops when the
-    # time left is what the confirmation is expected to need (src/jobs/budget.py).
+    # Wall minutes for the whole study (null = none): the search stops at the confirmation's need (src/jobs/budget.py).
     budget_minutes: Optional[float] = None
     enqueue: List[Dict[str, Any]] = field(default_factory=list)
     # Print the planned trials, epochs, images and an estimated wall time, then exit (no run).

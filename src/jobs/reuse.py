@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import weakref
 from typing import Dict, Optional
 
 import mlflow
@@ -38,6 +39,8 @@ _DIGESTS: Dict[int, str] = {}  # id(splits) -> data digest: once per process, no
 def recipe(run_cfg: Config, splits: data_module.Splits, objective: str) -> str:
     if id(splits) not in _DIGESTS:
         _DIGESTS[id(splits)] = resume.data_digest(splits)
+        # Forgotten with the splits: a later object given the same id must not inherit this digest.
+        weakref.finalize(splits, _DIGESTS.pop, id(splits), None)
     # Where the data is cached changes no number.
     config = {key: value for key, value in flatten(dataclasses.asdict(run_cfg)).items()
               if is_hyperparameter(key) and not key.startswith("data.cache")}
