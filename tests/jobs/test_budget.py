@@ -41,3 +41,13 @@ def test_the_search_stops_within_its_budget_and_the_study_confirms(synthetic_cif
     search = sum((r.info.end_time - r.info.start_time) / 60_000 for r in trials)
     assert search <= budget_minutes + max(minutes)
     assert sum(minutes) <= budget_minutes + 2 * max(minutes), (sum(minutes), max(minutes))
+
+
+@pytest.mark.parametrize("override, words", [
+    ("tuner.confirm.max_seeds=0", "tuner.confirm.max_seeds=0 is not allowed: expected an integer >= 1"),
+    ("tuner.confirm.margin=0", "tuner.confirm.margin=0.0 is not allowed: expected accuracy points in (0, 100)"),
+])
+def test_the_deciding_confirmations_keys_are_checked_in_one_line(override, words):
+    with pytest.raises(ConfigError) as raised:
+        composed("+experiment=tune_random", override)
+    assert str(raised.value).startswith(words) and "\n" not in str(raised.value)
