@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import mlflow
 import psutil
+from mlflow.tracking import fluent
 
 from src.config import machine
 from src.config.paths import PROJECT_ROOT
@@ -135,14 +136,67 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
         interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
     except KeyboardInterrupt as stop:
         release_interrupted_frames(stop)
-        mlflow.end_run("KILLED")
+        end_run(run.info.run_id, "KILLED")
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        end_run(run.info.run_id, "FAILED")
         raise
     finally:
         HEARTBEAT.remove(run.info.run_id)
-    mlflow.end_run("FINISHED")
+    end_run(run.info.run_id, "FINISHED")
+
+
+LOCKED_RETRY_WAITS_S = (0.1, 0.3, 0.6, 1.0)
+
+
+def end_run(run_id: str, status: str) -> None:
+    """`mlflow.end_run`, tried again when SQLite answers "database is locked" at once.
+    Two processes stopped together (a sweep's jobs on SIGTERM) can each hold a read lock
+    and ask for the write lock: SQLite refuses one of them immediately, without its busy
+    timeout, to avoid a deadlock. A fresh transaction a moment later succeeds. MLflow pops
+    its active run before it writes, so the retries write the status by the run's id."""
+    with _quiet_store_errors():
+        try:
+            mlflow.end_run(status)
+            return
+        except Exception as err:  # noqa: BLE001 - re-raised unless it is the lock
+            if not _locked(err):
+                raise
+            last = err
+        for wait in LOCKED_RETRY_WAITS_S:
+            time.sleep(wait)
+            try:
+                mlflow.MlflowClient().set_terminated(run_id, status)
+                break
+            except Exception as err:  # noqa: BLE001 - re-raised unless it is the lock
+                if not _locked(err):
+                    raise
+                last = err
+        else:
+            if status != "KILLED":  # a finished run must not be left for reconcile to call KILLED
+                raise last
+            log.warning("run %s could not be recorded as KILLED (the store stayed locked); the next command on "
+                        "the store records it", run_id)
+    monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
+    if monitor is not None:
+        monitor.finish()
+
+
+def _locked(err: BaseException) -> bool:
+    return "database is locked" in str(err)
+
+
+@contextmanager
+def _quiet_store_errors() -> Iterator[None]:
+    """MLflow logs every SQLAlchemy error with its traceback before raising it; a lock
+    that the retry gets past is not an error for the console."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _closed_earlier(run_id: str, earlier: Mapping[str, str]) -> Dict[str, str]:

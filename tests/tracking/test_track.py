@@ -102,6 +102,64 @@ def test_ctrl_c_inside_an_mlflow_write_still_ends_killed(tracking_uri, experimen
     assert _only_run(tracking_uri, experiment).info.status == "KILLED"
 
 
+
+def _store_locked_for(monkeypatch, times):
+    """`set_terminated` answers as MLflow does when SQLite refuses a write lock at once
+    (two stopped processes each holding a read lock; seen in CI on a stopped sweep)."""
+    from mlflow.exceptions import MlflowException
+
+    real = mlflow.MlflowClient.set_terminated
+    calls = []
+
+    def locked(self, run_id, status=None, end_time=None):
+        calls.append(status)
+        if len(calls) <= times:
+            raise MlflowException("(sqlite3.OperationalError) database is locked\n[SQL: UPDATE runs SET status=?]")
+        return real(self, run_id, status, end_time)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", locked)
+    monkeypatch.setattr(runs, "LOCKED_RETRY_WAITS_S", (0.01, 0.01, 0.01))
+    return calls
+
+
+@pytest.mark.parametrize("status", ["FINISHED", "KILLED"])
+def test_a_store_locked_for_a_moment_still_ends_the_run(status, tracking_uri, experiment, monkeypatch, caplog):
+    calls = _store_locked_for(monkeypatch, times=2)
+    with pytest.raises(KeyboardInterrupt) if status == "KILLED" else _no_error():
+        with runs.tracked_run("locked", experiment_id=experiment):
+            if status == "KILLED":
+                raise KeyboardInterrupt
+    assert calls == [status] * 3
+    assert _only_run(tracking_uri, experiment).info.status == status
+    assert mlflow.active_run() is None
+    assert not [r for r in caplog.records if r.levelno >= 30], caplog.text  # no MLflow traceback, no warning
+
+
+def test_a_store_that_stays_locked_says_so_in_one_line_when_stopped(tracking_uri, experiment, monkeypatch, caplog):
+    _store_locked_for(monkeypatch, times=99)
+    with pytest.raises(KeyboardInterrupt):
+        with runs.tracked_run("locked", experiment_id=experiment) as run:
+            raise KeyboardInterrupt
+    shown = [r.getMessage() for r in caplog.records if r.levelno >= 30]
+    assert shown == [f"run {run.info.run_id} could not be recorded as KILLED (the store stayed locked); the next "
+                     "command on the store records it"]
+    assert _only_run(tracking_uri, experiment).info.status == "RUNNING"  # left to reconcile, said so
+
+
+def test_a_finished_run_is_never_left_for_reconcile_to_call_killed(tracking_uri, experiment, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    _store_locked_for(monkeypatch, times=99)
+    with pytest.raises(MlflowException, match="database is locked"):
+        with runs.tracked_run("locked", experiment_id=experiment):
+            pass
+
+
+def _no_error():
+    from contextlib import nullcontext
+    return nullcontext()
+
+
 @pytest.mark.parametrize("tags, expected", [
     # Each process's state on record: dirty, clean, dirty again at one commit (a later clean resume keeps it so).
     ({"git_commits": "a,b-dirty,b", "git_commit": "b", "git_dirty": "true"}, [("a", False), ("b", True), ("b", False)]),
