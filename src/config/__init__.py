@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import machine, search_space
+from src.config import machine, search_space, tuner_kinds
 from src.config.errors import ProjectError
 from src.config.schema import (  # noqa: F401
     Augmentation,
@@ -33,8 +33,8 @@ def validate(cfg: DictConfig) -> Config:
     typed = OmegaConf.to_object(cfg)
     typed.trainer = machine.resolve(typed.trainer)
     if typed.tuner is not None:
-        search_space.check(typed.tuner.search_space, typed,
-                           hyperband=typed.tuner.kind is TunerKind.hyperband)
+        search_space.check(typed.tuner.search_space, typed)
+        tuner_kinds.of(typed.tuner.kind).check_space(typed.tuner.search_space)
         search_space.check_enqueued(typed)
     return typed
 

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from src.config.schema import Config, ConfigError, HyperParameter, HyperParameterType, Sampling
 
-# Keys the tuner itself controls; Hyperband also sets the epochs.
+# The key a multi-fidelity tuner sets itself (src/config/tuner_kinds.py: Hyperband.check_space).
 HYPERBAND_EPOCHS_KEY = "trainer.epochs"
 
 
@@ -41,15 +41,12 @@ def _check_key(name: str, spec: HyperParameter, base: Config) -> None:
         raise ConfigError(f"{where}={spec.key!r} is not allowed: expected a model.* or trainer.* key")
 
 
-def check(space: Mapping[str, HyperParameter], base: Config, hyperband: bool) -> None:
+def check(space: Mapping[str, HyperParameter], base: Config) -> None:
     """Every entry well-formed, pointing at a real key, and every value it can take valid."""
     for name, spec in space.items():
         prefix = f"tuner.search_space.{name}"
         _check_key(name, spec, base)
         kind = HyperParameterType(spec.type)
-        if hyperband and spec.key == HYPERBAND_EPOCHS_KEY:
-            raise ConfigError(f"{prefix}.key={spec.key!r} is not allowed with tuner.kind=hyperband: "
-                              "Hyperband sets the epochs itself (use tuner.max_epochs and tuner.factor)")
         if kind in (HyperParameterType.int, HyperParameterType.float):
             if spec.min is None or spec.max is None or not spec.min < spec.max:
                 raise ConfigError(f"{prefix}: min={spec.min!r}, max={spec.max!r} is not allowed: "

@@ -25,10 +25,11 @@ import pandas as pd
 
 from src.analysis import decision, pairing
 from src.analysis.confirmation import BASELINE, Confirmed, confirmed_winner, decide_runs
-from src.config import Config, TunerKind, search_space
+from src.config import Config, search_space
 from src.core import data as data_module
 from src.core import interrupt
 from src.jobs import reuse, training
+from src.jobs.context import StudyContext
 from src.jobs.distributed import roles
 from src.tracking import logged
 from src.tracking.runs import tracked_run
@@ -44,29 +45,21 @@ class Candidate:
     epochs: int
 
 
-def candidates(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict]) -> List[Candidate]:
+def candidates(study: StudyContext, board: pd.DataFrame, trials: Dict[str, dict]) -> List[Candidate]:
     """The top-k configurations at the highest budget reached, and the baseline."""
-    finished = board[board["status"] == "FINISHED"]
-    hyperband = cfg.tuner.kind is TunerKind.hyperband
-    if hyperband and "epochs" in finished:
-        finished = finished[finished["epochs"] == finished["epochs"].max()]
+    cfg = study.cfg
+    finished = study.kind.top_budget(board[board["status"] == "FINISHED"])
     chosen, seen = [], set()
     for trial_id in finished["trial_id"]:  # the board is best first
         values = search_space.config_values(trials[trial_id], cfg.tuner.search_space)
         if tuple(sorted(map(str, values.items()))) in seen:
             continue
         seen.add(tuple(sorted(map(str, values.items()))))
-        trial_cfg = search_space.apply(cfg, values)
-        epochs = cfg.tuner.confirm.epochs or (cfg.tuner.max_epochs if hyperband else trial_cfg.trainer.epochs)
+        epochs = study.kind.candidate_epochs(cfg, search_space.apply(cfg, values).trainer.epochs)
         chosen.append(Candidate(f"trial {trial_id}", values, epochs))
         if len(chosen) == cfg.tuner.confirm.top_k:
             break
     return [*chosen, Candidate(BASELINE, {}, cfg.tuner.confirm.epochs or cfg.trainer.epochs)]
-
-
-def _done(client, experiment_id: str, parent_id: str) -> Dict[Tuple[str, int], object]:
-    runs = child_runs(client, experiment_id, parent_id, status="FINISHED", role="confirm")
-    return {(r.data.tags["confirm_candidate"], int(r.data.params["seed"])): r for r in runs}
 
 
 def run_config(cfg: Config, candidate: Candidate, seed: int) -> Config:
@@ -75,8 +68,9 @@ def run_config(cfg: Config, candidate: Candidate, seed: int) -> Config:
     return dataclasses.replace(run_cfg, trainer=trainer, seed=seed, tuner=None)
 
 
-def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
-               study_tags: Dict[str, str], parent_run_id: Optional[str] = None) -> None:
+def train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
+              study_tags: Dict[str, str], parent_run_id: Optional[str] = None) -> None:
+    """One confirmation run, in this process or a confirmation worker."""
     run_cfg = run_config(cfg, candidate, seed)
     tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label,
             reuse.RECIPE_TAG: reuse.recipe(run_cfg, splits, cfg.tuner.objective)}
@@ -85,8 +79,7 @@ def _train_one(cfg: Config, candidate: Candidate, seed: int, splits: data_module
         # checkpoint): the last epoch's weights of a configuration that overfits after its peak measure
         # something the search never selected (experiments/card_study_2026-11-25/NOTES.md).
         mlflow.log_param("confirm.weights", "best validation epoch")
-        trained = training.train_evaluate_log(run_cfg, splits, keep_best_epoch=True, objective=cfg.tuner.objective,
-                                              score=("val", "test"))
+        trained = training.train_evaluate_log(run_cfg, splits, training.CONFIRMATION, objective=cfg.tuner.objective)
     log.info("[study] confirm %s seed %d: val %.4f, test %.4f", candidate.label, seed,
              trained.scores["val"].accuracy, trained.scores["test"].accuracy)
 
@@ -108,7 +101,7 @@ def _start_worker(cfg: Config, uri: str, experiment_id: str) -> None:
 
 def _train_in_worker(task) -> None:
     cfg, candidate, seed, study_tags, parent_id = task
-    _train_one(cfg, candidate, seed, _SPLITS, study_tags, parent_run_id=parent_id)
+    train_one(cfg, candidate, seed, _SPLITS, study_tags, parent_run_id=parent_id)
 
 
 class Workers:
@@ -140,56 +133,82 @@ class Workers:
             self.pool.join()
 
 
-def _train_missing(cfg: Config, wanted: List[Tuple[Candidate, int]], splits: data_module.Splits,
-                   study_tags: Dict[str, str], experiment_id: str, parent_id: str,
-                   workers: Optional[Workers] = None) -> Dict[Tuple[str, int], object]:
-    """Train the (candidate, seed) runs not yet finished in the store; returns every finished one."""
-    client = mlflow.MlflowClient()
-    done = _done(client, experiment_id, parent_id)
-    pending = [(candidate, seed) for candidate, seed in wanted if (candidate.label, seed) not in done]
-    pending = [(candidate, seed) for candidate, seed in pending
-               if not _reused(client, cfg, candidate, seed, splits, study_tags, parent_id)]
-    if workers is not None and pending:
-        workers.train(pending, study_tags, parent_id)
-    else:
-        for candidate, seed in pending:
-            _train_one(cfg, candidate, seed, splits, study_tags)
-    return _done(client, experiment_id, parent_id)
+class ConfirmStage:
+    """The stage's runs: trained, reused, or found finished in the store (a resumed study)."""
 
+    def __init__(self, study: StudyContext, workers: Optional[Workers] = None):
+        self.study, self.workers, self.client = study, workers, mlflow.MlflowClient()
 
-def _first_look(cfg: Config, chosen: List[Candidate], first: List[int], splits: data_module.Splits,
-                study_tags: Dict[str, str], experiment_id: str, parent_id: str, workers: Optional[Workers] = None):
-    """The top-k and the baseline, seed round by seed round; after each round but the last, a
-    searched candidate the best already rules out on validation stops (`decision.hopeless`).
-    Recomputed from the store on resume, so a resumed study drops the same ones."""
-    active, dropped, done = list(chosen), {}, {}
-    for index, seed in enumerate(first):
-        done = _train_missing(cfg, [(c, seed) for c in active], splits, study_tags, experiment_id, parent_id,
-                              workers)
-        if index + 1 == len(first):
-            break
-        table = _table(active, {key: run for key, run in done.items() if key[1] in first[:index + 1]})
-        for label, why in decision.hopeless(table, looks=len(first) - 1).items():
-            dropped[label] = why
-            log.info("[study] confirm: %s", why)
-        active = [c for c in active if c.label not in dropped]
-    if dropped:
-        mlflow.set_tag("confirm_dropped", " | ".join(dropped.values()))
-    return done, dropped
+    def done(self) -> Dict[Tuple[str, int], object]:
+        runs = child_runs(self.client, self.study.experiment_id, self.study.run_id, status="FINISHED", role="confirm")
+        return {(r.data.tags["confirm_candidate"], int(r.data.params["seed"])): r for r in runs}
 
+    def train_missing(self, wanted: List[Tuple[Candidate, int]]) -> Dict[Tuple[str, int], object]:
+        """Train the (candidate, seed) runs not yet finished in the store; returns every finished one."""
+        done = self.done()
+        pending = [(candidate, seed) for candidate, seed in wanted
+                   if (candidate.label, seed) not in done and not self.reused(candidate, seed)]
+        if self.workers is not None and pending:
+            self.workers.train(pending, self.study.tags, self.study.run_id)
+        else:
+            for candidate, seed in pending:
+                train_one(self.study.cfg, candidate, seed, self.study.splits, self.study.tags)
+        return self.done()
 
-def _reused(client, cfg: Config, candidate: Candidate, seed: int, splits: data_module.Splits,
-            study_tags: Dict[str, str], parent_id: str) -> bool:
-    """A finished run of the same recipe in the store, taken into this study instead of training."""
-    digest = reuse.recipe(run_config(cfg, candidate, seed), splits, cfg.tuner.objective)
-    source = reuse.find(client, digest)
-    if source is None:
-        return False
-    tags = {**study_tags, "study_role": "confirm", "confirm_candidate": candidate.label, reuse.RECIPE_TAG: digest}
-    reuse.copy_run(client, source, f"confirm {candidate.label} seed {seed} (reused)", tags, parent_id)
-    log.info("[study] confirm %s seed %d: reused run %s (the same recipe, finished), not retrained",
-             candidate.label, seed, source.info.run_id)
-    return True
+    def reused(self, candidate: Candidate, seed: int) -> bool:
+        """A finished run of the same recipe in the store, taken into this study instead of training."""
+        study = self.study
+        digest = reuse.recipe(run_config(study.cfg, candidate, seed), study.splits, study.cfg.tuner.objective)
+        source = reuse.find(self.client, digest)
+        if source is None:
+            return False
+        tags = {**study.tags, "study_role": "confirm", "confirm_candidate": candidate.label, reuse.RECIPE_TAG: digest}
+        reuse.copy_run(self.client, source, f"confirm {candidate.label} seed {seed} (reused)", tags, study.run_id)
+        log.info("[study] confirm %s seed %d: reused run %s (the same recipe, finished), not retrained",
+                 candidate.label, seed, source.info.run_id)
+        return True
+
+    def first_look(self, chosen: List[Candidate], first: List[int]):
+        """The top-k and the baseline, seed round by seed round; after each round but the last, a
+        searched candidate the best already rules out on validation stops (`decision.hopeless`).
+        Recomputed from the store on resume, so a resumed study drops the same ones."""
+        active, dropped, done = list(chosen), {}, {}
+        for index, seed in enumerate(first):
+            done = self.train_missing([(c, seed) for c in active])
+            if index + 1 == len(first):
+                break
+            table = _table(active, {key: run for key, run in done.items() if key[1] in first[:index + 1]})
+            for label, why in decision.hopeless(table, looks=len(first) - 1).items():
+                dropped[label] = why
+                log.info("[study] confirm: %s", why)
+            active = [c for c in active if c.label not in dropped]
+        if dropped:
+            mlflow.set_tag("confirm_dropped", " | ".join(dropped.values()))
+        return done, dropped
+
+    def look_until_decided(self, chosen: List[Candidate]):
+        """The first look's seed rounds, the candidate chosen on validation, then seed pairs until the
+        paired test comparison decides. Returns (finished runs, dropped, candidate, decision, seeds)."""
+        cfg, splits = self.study.cfg, self.study.splits
+        settings = cfg.tuner.confirm
+        cap = max(settings.max_seeds, settings.seeds)
+        first = [cfg.seed + index for index in range(settings.seeds)]
+        done, dropped = self.first_look(chosen, first)
+        kept = [c for c in chosen if c.label not in dropped]
+        winner = confirmed_winner(_table(kept, {k: v for k, v in done.items() if k[1] in first}))
+        pair = [c for c in chosen if c.label in (winner, BASELINE)]
+        truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
+        pairs = settings.seeds
+        while True:
+            seeds = [cfg.seed + index for index in range(pairs)]
+            decided = decide_runs(self.client, [done[(winner, s)] for s in seeds],
+                                  [done[(BASELINE, s)] for s in seeds], settings.seeds, cap, settings.margin, truth)
+            if decided is None or decided.done:
+                return done, dropped, winner, decided, seeds
+            log.info("[study] confirm: undecided after %d seed pairs (%s); adding seed %d", pairs,
+                     f"{100 * decided.low:+.2f} to {100 * decided.high:+.2f} points", cfg.seed + pairs)
+            pairs += 1
+            done = self.train_missing([(c, cfg.seed + pairs - 1) for c in pair])
 
 
 def _table(chosen: List[Candidate], done: Dict[Tuple[str, int], object]) -> pd.DataFrame:
@@ -201,51 +220,23 @@ def _table(chosen: List[Candidate], done: Dict[Tuple[str, int], object]) -> pd.D
     return pd.DataFrame(rows)
 
 
-def _look_until_decided(cfg: Config, chosen: List[Candidate], splits: data_module.Splits,
-                        study_tags: Dict[str, str], experiment_id: str, parent_id: str, workers: Optional[Workers]):
-    """The first look's seed rounds, the candidate chosen on validation, then seed pairs until the
-    paired test comparison decides. Returns (finished runs, dropped, candidate, decision, seeds)."""
-    settings, client = cfg.tuner.confirm, mlflow.MlflowClient()
-    cap = max(settings.max_seeds, settings.seeds)
-    first = [cfg.seed + index for index in range(settings.seeds)]
-    done, dropped = _first_look(cfg, chosen, first, splits, study_tags, experiment_id, parent_id, workers)
-    kept = [c for c in chosen if c.label not in dropped]
-    winner = confirmed_winner(_table(kept, {k: v for k, v in done.items() if k[1] in first}))
-    pair = [c for c in chosen if c.label in (winner, BASELINE)]
-    truth = splits.y_test.argmax(axis=1)  # pairs runs resumed from before the true classes were logged
-    pairs = settings.seeds
-    while True:
-        seeds = [cfg.seed + index for index in range(pairs)]
-        decided = decide_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
-                              settings.seeds, cap, settings.margin, truth)
-        if decided is None or decided.done:
-            return done, dropped, winner, decided, seeds
-        log.info("[study] confirm: undecided after %d seed pairs (%s); adding seed %d", pairs,
-                 f"{100 * decided.low:+.2f} to {100 * decided.high:+.2f} points", cfg.seed + pairs)
-        pairs += 1
-        done = _train_missing(cfg, [(c, cfg.seed + pairs - 1) for c in pair], splits, study_tags, experiment_id,
-                              parent_id, workers)
-
-
-def confirm(cfg: Config, board: pd.DataFrame, trials: Dict[str, dict], splits: data_module.Splits,
-            study_tags: Dict[str, str], experiment_id: str) -> Optional[Confirmed]:
+def confirm(study: StudyContext, board: pd.DataFrame, trials: Dict[str, dict]) -> Optional[Confirmed]:
     """Inside the study's run: the top-k and the baseline over the first seeds; the best on
     validation against the baseline in seed pairs until the paired test comparison decides
     (`tuner.confirm.max_seeds` at most); then the tables, tags and metrics of the answer."""
-    settings = cfg.tuner.confirm
+    cfg, settings = study.cfg, study.cfg.tuner.confirm
     if settings.seeds == 0:
         return None
-    client, parent_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
-    cap = max(settings.max_seeds, settings.seeds)
-    logged.log_params_once({"confirm.max_seeds": cap, "confirm.margin": settings.margin})
-    chosen = candidates(cfg, board, trials)
-    with Workers(cfg, experiment_id) if cfg.tuner.workers > 1 else contextlib.nullcontext() as workers:
-        done, dropped, winner, decided, seeds = _look_until_decided(cfg, chosen, splits, study_tags, experiment_id,
-                                                                     parent_id, workers)
-    comparison = pairing.compare_runs(client, [done[(winner, s)] for s in seeds], [done[(BASELINE, s)] for s in seeds],
-                                      winner, BASELINE, truth=splits.y_test.argmax(axis=1))
-    table = _table(chosen, done)
-    result = Confirmed(table, winner, comparison, decided, settings.seeds, dropped)
+    logged.log_params_once({"confirm.max_seeds": max(settings.max_seeds, settings.seeds),
+                            "confirm.margin": settings.margin})
+    chosen = candidates(study, board, trials)
+    with Workers(cfg, study.experiment_id) if cfg.tuner.workers > 1 else contextlib.nullcontext() as workers:
+        stage = ConfirmStage(study, workers)
+        done, dropped, winner, decided, seeds = stage.look_until_decided(chosen)
+    comparison = pairing.compare_runs(stage.client, [done[(winner, s)] for s in seeds],
+                                      [done[(BASELINE, s)] for s in seeds], winner, BASELINE,
+                                      truth=study.splits.y_test.argmax(axis=1))
+    result = Confirmed(_table(chosen, done), winner, comparison, decided, settings.seeds, dropped)
     _log_answer(result)
     return result
 

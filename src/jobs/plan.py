@@ -1,8 +1,7 @@
 """A study's cost before launch (`tuner.plan=true`) and its progress during the search.
 
-The plan counts what the tuner will train: Hyperband's brackets and rounds
-from keras-tuner's own schedule (`HyperbandOracle`), max_trials for the other
-tuners, plus the confirmation stage. Its wall-time estimate comes from a short
+The plan counts what the tuner will train (its kind's schedule,
+src/config/tuner_kinds.py), plus the confirmation stage. Its wall-time estimate comes from a short
 throughput probe on this machine: the space's smallest and largest models,
 each trained for a few batches at the study's trainer settings (one thread
 per worker when the study runs workers), so the estimate is a range.
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import statistics
 import time
@@ -21,8 +19,8 @@ import keras_tuner  # imports TensorFlow here, where run.py catches its start-up
 import numpy as np
 
 from src.analysis import decision
-from src.config import Config, TunerKind, search_space
-from src.config.schema import HyperParameterType
+from src.config import Config, search_space, tuner_kinds
+from src.config.tuner_kinds import Round
 from src.core import memory
 from src.jobs.distributed import roles
 from src.tracking import disk
@@ -31,14 +29,6 @@ log = logging.getLogger(__name__)
 PROBE_BATCHES = 64  # after one warm-up call: long enough to reach the steady rate, ~2-10 s per model
 PROBE_MODELS = 4
 EVAL_SPEEDUP = 3.0  # a forward pass alone, against forward + backward (measured 2.7-3.4x here)
-
-
-@dataclasses.dataclass
-class Round:
-    bracket: int
-    round: int
-    trials: int
-    epochs: int  # trained in this round by each trial (Hyperband continues from the round before)
 
 
 @dataclasses.dataclass
@@ -59,33 +49,11 @@ class Plan:
         return self.search_epochs + self.confirm_epochs
 
 
-def hyperband_rounds(max_epochs: int, factor: int, iterations: int) -> List[Round]:
-    """keras-tuner's Hyperband schedule: brackets from the most aggressive down, each
-    a sequence of rounds; a trial of round r trains from epochs(r-1) to epochs(r)."""
-    oracle = keras_tuner.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=max_epochs, factor=factor,
-                             hyperband_iterations=iterations)
-    rounds = []
-    for _ in range(iterations):
-        for bracket in reversed(range(oracle._get_num_brackets())):
-            for index in range(oracle._get_num_rounds(bracket)):
-                before = oracle._get_epochs(bracket, index - 1) if index else 0
-                rounds.append(Round(bracket, index, oracle._get_size(bracket, index),
-                                    oracle._get_epochs(bracket, index) - before))
-    return rounds
-
-
 def plan(cfg: Config, confirm_cost: bool = True) -> Plan:
     """`confirm_cost=False`: the search's part only (no simulation of the confirmation's rule)."""
-    tuner = cfg.tuner
-    if tuner.kind is TunerKind.hyperband:
-        rounds = hyperband_rounds(tuner.max_epochs, tuner.factor, tuner.hyperband_iterations)
-        confirm_epochs = tuner.confirm.epochs or tuner.max_epochs
-    else:
-        trials = min(tuner.max_trials, _grid_size(cfg)) if tuner.kind is TunerKind.grid \
-            else tuner.max_trials
-        epochs = _expected_epochs(cfg)
-        rounds = [Round(0, 0, trials, epochs)]
-        confirm_epochs = tuner.confirm.epochs or epochs
+    tuner, kind = cfg.tuner, tuner_kinds.of(cfg.tuner.kind)
+    rounds = kind.schedule(cfg)
+    confirm_epochs = kind.candidate_epochs(cfg, tuner_kinds.expected_epochs(cfg))
     search = sum(r.trials * r.epochs for r in rounds) * tuner.executions_per_trial
     settings = tuner.confirm
     runs = (settings.top_k + 1) * settings.seeds
@@ -104,25 +72,6 @@ def _declared(cfg: Config) -> keras_tuner.HyperParameters:
     hp = keras_tuner.HyperParameters()
     search_space.declare(hp, cfg.tuner.search_space)
     return hp
-
-
-def _grid_size(cfg: Config) -> int:
-    """keras-tuner's own grid: its GridSearch walks each hyperparameter's default, then its
-    other `values` (a float without a step: min, then 10 midpoints)."""
-    return math.prod(len({spec.default, *spec.values}) for spec in _declared(cfg).space)
-
-
-def _expected_epochs(cfg: Config) -> int:
-    """Epochs per trial: the config's, or the middle of the space's epochs range (sampled uniformly)."""
-    for spec in cfg.tuner.search_space.values():
-        if spec.key == search_space.HYPERBAND_EPOCHS_KEY:
-            kind = HyperParameterType(spec.type)
-            if kind is HyperParameterType.choice:
-                return math.ceil(statistics.fmean(spec.values))
-            if kind is HyperParameterType.fixed:
-                return int(spec.value)
-            return math.ceil((spec.min + spec.max) / 2)
-    return cfg.trainer.epochs
 
 
 def sample_models(cfg: Config, count: int = PROBE_MODELS) -> List[Config]:
@@ -171,11 +120,7 @@ def describe(cfg: Config, the_plan: Plan, train_images: int, val_images: int,
     lines = [f"plan for study {tuner.project_name}: {tuner.kind.value}, "
              f"{tuner.workers} worker(s), trainer batch {cfg.trainer.batch_size}, precision "
              f"{getattr(cfg.trainer.precision, 'value', cfg.trainer.precision)}"]
-    if tuner.kind is TunerKind.hyperband:
-        lines.append("  bracket round  trials  epochs each")
-        lines += [f"  {r.bracket:>7} {r.round:>5} {r.trials:>7} {r.epochs:>12}" for r in the_plan.rounds]
-    else:
-        lines.append(f"  {the_plan.trials} trials x {the_plan.rounds[0].epochs} epochs")
+    lines += tuner_kinds.of(tuner.kind).schedule_lines(the_plan.rounds)
     lines.append(f"  search: {the_plan.trials} trials, {the_plan.search_epochs} epochs, "
                  f"{the_plan.search_epochs * train_images:,} training images")
     lines += confirmation_lines(cfg, the_plan, train_images)
@@ -214,11 +159,7 @@ def budget_line(cfg: Config, the_plan: Plan, minutes: float) -> str:
     share = search_minutes / (the_plan.search_epochs * per_epoch)
     return (f"  budget: {budget:g} min; the confirmation is expected to need {_duration(the_plan.confirm_epochs * per_epoch)} "
             f"(cap {the_plan.confirm_epochs_max} epochs), so the search stops after about {share:.0%} of its "
-            f"{the_plan.search_epochs} epochs (Hyperband: its first brackets, the most aggressive)"
-            if cfg.tuner.kind.value == "hyperband" else
-            f"  budget: {budget:g} min; the confirmation is expected to need {_duration(the_plan.confirm_epochs * per_epoch)} "
-            f"(cap {the_plan.confirm_epochs_max} epochs), so the search stops after about {share:.0%} of its "
-            f"{the_plan.trials} trials")
+            + tuner_kinds.of(cfg.tuner.kind).budget_cut(the_plan.search_epochs, the_plan.trials))
 
 
 def confirmation_lines(cfg: Config, the_plan: Plan, train_images: int) -> List[str]:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import keras
 import mlflow
@@ -34,39 +34,52 @@ class Trained:
     scores: Dict[str, evaluate.Evaluation]  # by split: "val", "test"
 
 
-def train_evaluate_log(cfg: Config, splits: data_module.Splits, *, model=None, initial_epoch: int = 0,
-                       callbacks: Sequence = (), keep_best_epoch: bool = False, objective: str = "val_accuracy",
-                       score: Sequence[str] = ("test",),
-                       validate: bool = True, log_config: bool = True, log_curves: bool = True,
-                       log_model: bool = False) -> Trained:
+@dataclass(frozen=True)
+class RunKind:
+    """What a kind of run does around the shared recipe (train_evaluate_log)."""
+    name: str
+    score: Tuple[str, ...]  # the splits it is scored on, in order
+    validate: bool = True  # validation during training (the final retrain has no held-out split left)
+    log_config: bool = True  # its config as params (a job logs its inputs itself, a final model its choice)
+    curves: bool = True  # per-epoch curves and the model's summary in its own run
+    best_epoch_weights: bool = False  # score the best validation epoch's weights, as the search picked them
+    may_log_model: bool = False  # log the Keras model when tracking.log_model is on
+
+
+# The baseline and a sweep's job: scored on test, the model logged (its inputs logged by the job).
+JOB = RunKind("job", score=("test",), log_config=False, may_log_model=True)
+# A trial: keras-tuner's model, epochs and callbacks, scored on validation only (the test set never selects).
+TRIAL = RunKind("trial", score=("val",))
+# A confirmation run: the weights the search would have picked, then validation and test.
+CONFIRMATION = RunKind("confirmation", score=("val", "test"), best_epoch_weights=True)
+# A study's final retrain: the whole training set, no curves of its own in the study's run.
+FINAL_RETRAIN = RunKind("final retrain", score=("test",), validate=False, log_config=False, curves=False)
+
+
+def train_evaluate_log(cfg: Config, splits: data_module.Splits, kind: RunKind, *, model=None,
+                       initial_epoch: int = 0, callbacks: Sequence = (),
+                       objective: str = "val_accuracy") -> Trained:
     """The one recipe of every run kind, inside its active MLflow run: build (or take) the model,
-    train it, score it on `score`'s splits, log it all. What differs by kind is passed:
-    - the baseline and a sweep's job: score the test set, log the model (config logged by the job);
-    - a trial: keras-tuner's model, epochs and callbacks, `initial_epoch` for a Hyperband round,
-      scored on validation only (the test set never selects);
-    - a confirmation run: `keep_best_epoch`, so the test set scores the weights the search would have
-      picked, then validation and test;
-    - a study's final retrain: the whole training set, no validation, no curves of its own in the
-      study's run (`log_curves=False`), then the test set.
-    """
-    if log_config:
+    train it, score it on the kind's splits, log it all. A Hyperband round passes keras-tuner's
+    model, callbacks and `initial_epoch`."""
+    if kind.log_config:
         mlflow.log_params(flatten(dataclasses.asdict(cfg)))
     model = model if model is not None else train.prepare_model(cfg.model, cfg.trainer, seed=cfg.seed)
-    if log_curves:
+    if kind.curves:
         logged.log_model_summary(model)  # its parameter count: the cost axis of a study's Pareto front
         # > 0 where a Hyperband round continued the optimizer of the round before.
         mlflow.log_param("optimizer.start_step", int(model.optimizer.iterations.numpy()))
-    extra = list(callbacks) + ([logged.epoch_logger()] if log_curves else [])
-    if keep_best_epoch:
+    extra = list(callbacks) + ([logged.epoch_logger()] if kind.curves else [])
+    if kind.best_epoch_weights:
         extra.append(keras.callbacks.EarlyStopping(monitor=objective, mode="min" if objective.endswith("loss")
                                                    else "max", patience=cfg.trainer.epochs,
                                                    restore_best_weights=True))
     training = train.fit(model, splits, cfg.trainer, callbacks=extra, initial_epoch=initial_epoch,
-                         validate=validate)
-    if log_curves:
+                         validate=kind.validate)
+    if kind.curves:
         logged.log_training(training, splits.validation)
-    scores = score_and_log(model, splits, score)
-    if log_model:
+    scores = score_and_log(model, splits, kind.score)
+    if kind.may_log_model and cfg.tracking.log_model:
         logged.log_keras_model(model, splits.x_test)
     return Trained(model, training, scores)
 
@@ -97,7 +110,7 @@ def run_training(cfg: Config, job: OpenedJob, config_yaml: str, overrides: Optio
     with tracked_run(cfg.tracking.run_name or describe(cfg), all_tags, experiment_id=experiment_id,
                      parent_run_id=parent_run_id) as run:
         logged.log_run_inputs(cfg, splits, config_yaml, overrides)
-        trained = train_evaluate_log(cfg, splits, log_config=False, log_model=cfg.tracking.log_model)
+        trained = train_evaluate_log(cfg, splits, JOB)
         training, result = trained.training, trained.scores["test"]
         mlflow_seconds = logged.log_mlflow_share(training.seconds)
     log_summary(cfg, uri, experiment_id, run.info.run_id, result, training, mlflow_seconds,

@@ -17,13 +17,13 @@ import keras_tuner
 import mlflow
 import psutil
 
-from src.config import Config, TunerKind, search_space
+from src.config import Config, search_space, tuner_kinds
 from src.core import data as data_module
 from src.core import interrupt, memory, train
 from src.jobs import budget as study_budget
-from src.jobs import plan, training, warm_start
+from src.jobs import plan, training, trial_seams, warm_start
 from src.jobs.state import save_tuner_json_atomically
-from src.tracking import disk
+from src.jobs.trial_seams import trial_name
 from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
 
@@ -41,18 +41,6 @@ class CifarHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         cfg = self.trial_config(hp)
-        # The oracle process of a parallel study holds no data: it builds only to read the space.
-        images = len(self.splits.x_train) + len(self.splits.x_val) if self.splits is not None else 0
-        try:
-            memory.check_fits(cfg.model, cfg.trainer, images=images)
-        except memory.MemoryBudgetError as err:
-            run = mlflow.active_run()
-            if run is None or run.data.tags.get("study_role") != "trial":
-                return None  # keras-tuner probing the search space at start-up: it uses only the hp declared
-            mlflow.set_tag("failure", str(err))
-            log.warning("[study] trial %s refused: %s", run.data.tags.get("trial_id"), err)
-            # keras-tuner records the trial FAILED and goes on; tracked_run ends its MLflow run FAILED.
-            raise keras_tuner.errors.FailedTrialError(str(err)) from None
         model = train.prepare_model(cfg.model, cfg.trainer)
         if self.base.tuner.carry_optimizer and hp.values.get("tuner/trial_id"):
             # A Hyperband round that continues an earlier one: keras-tuner loads that round's
@@ -62,6 +50,11 @@ class CifarHyperModel(keras_tuner.HyperModel):
             model.optimizer.build(model.trainable_variables)
         return model
 
+    def check_fits(self, hp) -> None:
+        """MemoryBudgetError if this trial's configuration would not fit in memory."""
+        cfg = self.trial_config(hp)
+        memory.check_fits(cfg.model, cfg.trainer, images=len(self.splits.x_train) + len(self.splits.x_val))
+
     def fit(self, hp, model, callbacks=None, epochs=None, initial_epoch=0, **ignored):
         """Train inside the trial's MLflow run; Hyperband passes its own epochs. What else
         keras-tuner passes is ignored: search(verbose=0) turns off its banners, not Keras'
@@ -70,75 +63,63 @@ class CifarHyperModel(keras_tuner.HyperModel):
         trainer = dataclasses.replace(cfg.trainer, epochs=epochs or cfg.trainer.epochs)
         trial_cfg = dataclasses.replace(cfg, trainer=trainer, tuner=None)
         # Scored on validation only: the test set never selects.
-        trained = training.train_evaluate_log(trial_cfg, self.splits, model=model, initial_epoch=initial_epoch,
-                                              callbacks=callbacks or (), score=("val",))
+        trained = training.train_evaluate_log(trial_cfg, self.splits, training.TRIAL, model=model,
+                                              initial_epoch=initial_epoch, callbacks=callbacks or ())
         return trained.training.keras_history
 
 
-def trial_name(trial_id: str, values: Mapping) -> str:
-    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items() if "/" not in k]
-    if "tuner/epochs" in values:
-        parts.append(f"epochs={values['tuner/initial_epoch']}-{values['tuner/epochs']}")
-    return f"trial {trial_id} " + " ".join(parts)
-
-
 class TrackedTrials:
-    """Tuner mixin: each trial runs inside its own nested MLflow run: under the
-    active (study) run, or in a worker process under `parent_run_id`."""
+    """Tuner mixin: `run_trial` only trains, evaluates and logs, in the trial's own MLflow run
+    (nested under the study's run, or in a worker process under `parent_run_id`).
+
+    The rare cases sit at the seam where keras-tuner starts a trial (`_run_and_update_trial`):
+    a stop between trials, a trial a killed process already finished in MLflow, a trial too big
+    for memory, a full disk; and the signal hold from a trial's end until keras-tuner has saved it."""
 
     study_tags: Dict[str, str] = {}
     parent_run_id: Optional[str] = None
     progress: Optional[plan.Progress] = None
 
-    def finished_in_mlflow(self, trial_id: str):
-        """This trial's FINISHED child run, if a killed process ended it in MLflow but died
-        before keras-tuner saved the trial (which then runs it again on resume)."""
-        parent = self.parent_run_id or mlflow.active_run().info.run_id
-        client = mlflow.MlflowClient()
-        experiment_id = client.get_run(parent).info.experiment_id
-        done = [run for run in child_runs(client, experiment_id, parent, status="FINISHED", role="trial")
-                if run.data.tags.get("trial_id") == trial_id]
-        return done[-1] if done else None
-
     def run_trial(self, trial, *args, **kwargs):
-        interrupt.check()
-        values = dict(trial.hyperparameters.values)
-        objective = self.oracle.objective.name
-        done = self.finished_in_mlflow(trial.trial_id)
-        if done is not None and f"best_{objective}" in done.data.metrics:
-            # Its training, checkpoint and MLflow record are complete: report the same
-            # result instead of training it again, so it stays FINISHED exactly once.
-            score = done.data.metrics[f"best_{objective}"]
-            log.info("[study] %s already finished in MLflow (run %s): reusing %s %.4f",
-                     trial_name(trial.trial_id, values), done.info.run_id, objective, score)
-            interrupt.defer()
-            return {objective: score}
-        tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id,
-                "tuner_worker": self.tuner_id}
-        known = warm_start.label(self.hypermodel.base, values)
-        if known:
-            tags["warm_start"] = known  # the baseline configuration, or a tuner.enqueue entry
+        values, objective = dict(trial.hyperparameters.values), self.oracle.objective.name
         started = time.perf_counter()
-        with tracked_run(trial_name(trial.trial_id, values), tags, nested=True,
+        with tracked_run(trial_name(trial.trial_id, values), self.trial_tags(trial), nested=True,
                          parent_run_id=self.parent_run_id):
             mlflow.log_params({f"hp.{key}": value for key, value in values.items()})
             histories = super().run_trial(trial, *args, **kwargs)
             pick = min if self.oracle.objective.direction == "min" else max
             score = statistics.fmean(pick(h.history[objective]) for h in histories)
             gc.collect()
-            interrupt.check()
             mlflow.log_metrics({f"best_{objective}": score, "trial_seconds": time.perf_counter() - started,
                                 "process_rss_mb": psutil.Process().memory_info().rss / 2**20})
-            # A trial finished in MLflow must also be saved by keras-tuner, or a resume
-            # runs it again: hold signals until on_trial_end has saved it (a SIGKILL
-            # cannot be held: finished_in_mlflow covers that on resume).
-            interrupt.defer()
-        interrupt.failpoint("trial_finished_in_mlflow")
         who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
         log.info("[%s] %s -> %s %.4f (%.0f s); %s", who, trial_name(trial.trial_id, values), objective, score,
                  time.perf_counter() - started,
                  self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories)))
         return histories
+
+    def trial_tags(self, trial) -> Dict[str, str]:
+        tags = {**self.study_tags, "study_role": "trial", "trial_id": trial.trial_id, "tuner_worker": self.tuner_id}
+        known = warm_start.label(self.hypermodel.base, trial.hyperparameters.values)
+        return {**tags, "warm_start": known} if known else tags  # the baseline configuration, or a tuner.enqueue entry
+
+    # ---- the seam where a trial starts: its rare cases, one line each ----------------------
+
+    def _run_and_update_trial(self, trial, *args, **kwargs):
+        interrupt.check()  # a stop between two trials
+        if trial_seams.finished_before(self, trial):  # a killed process finished it in MLflow
+            return interrupt.defer()
+        trial_seams.refuse_if_too_big(self, trial)  # recorded FAILED; keras-tuner goes on
+        with trial_seams.full_disk_stops_the_search():
+            result = super()._run_and_update_trial(trial, *args, **kwargs)
+        interrupt.defer()  # until on_trial_end has saved the trial, or a resume would run it again
+        return result
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)
+        finally:
+            interrupt.undefer()
 
     def progress_line(self, values: Mapping, epochs_trained: int) -> str:
         """Trial k of N and the ETA, counted from the study's FINISHED trial runs in MLflow
@@ -151,23 +132,6 @@ class TrackedTrials:
                           role="trial")
         epochs = sum(int(run.data.metrics.get("epochs_trained", 0)) for run in done)
         return self.progress.line(len(done), epochs, epochs_trained, values)
-
-    def _run_and_update_trial(self, trial, *args, **kwargs):
-        # keras-tuner records any error of a trial and hands out the next: a full disk would fail
-        # them all. FatalError stops the search; the trial stays ongoing in the saved state, and
-        # a resume runs it again.
-        try:
-            return super()._run_and_update_trial(trial, *args, **kwargs)
-        except Exception as err:
-            if disk.full_disk_cause(err) is None:
-                raise
-            raise keras_tuner.errors.FatalError(str(disk.full_disk_cause(err))) from err
-
-    def on_trial_end(self, trial):
-        try:
-            super().on_trial_end(trial)
-        finally:
-            interrupt.undefer()
 
 
 class TrackedHyperband(TrackedTrials, keras_tuner.Hyperband):
@@ -186,26 +150,20 @@ class TrackedGridSearch(TrackedTrials, keras_tuner.GridSearch):
     pass
 
 
-TUNER_CLASSES = {
-    TunerKind.hyperband: TrackedHyperband,
-    TunerKind.random: TrackedRandomSearch,
-    TunerKind.bayesian: TrackedBayesianOptimization,
-    TunerKind.grid: TrackedGridSearch,
-}
+# By the keras-tuner class each extends (src/config/tuner_kinds.py names it per tuner kind).
+TRACKED_TUNERS = {cls.__bases__[1].__name__: cls for cls in TrackedTrials.__subclasses__()}
 
 
 def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: Dict[str, str],
                parent_run_id: Optional[str] = None):
     """The study's tuner; with tuner.overwrite=false it carries on from the saved state."""
     save_tuner_json_atomically()
-    kind = cfg.tuner.kind
-    tuner_class = TUNER_CLASSES[kind]
+    kind = tuner_kinds.of(cfg.tuner.kind)
+    tuner_class = TRACKED_TUNERS[kind.keras_tuner_class]
     common = dict(hypermodel=hypermodel, objective=cfg.tuner.objective, seed=cfg.tuner.seed,
                   executions_per_trial=cfg.tuner.executions_per_trial, overwrite=cfg.tuner.overwrite,
                   directory=str(directory.parent), project_name=directory.name)
-    budget = (dict(max_epochs=cfg.tuner.max_epochs, factor=cfg.tuner.factor,
-                   hyperband_iterations=cfg.tuner.hyperband_iterations) if kind is TunerKind.hyperband
-              else dict(max_trials=cfg.tuner.max_trials))
+    budget = kind.tuner_arguments(cfg.tuner)
     # keras-tuner print()s "Reloading Tuner from <file>" as it carries on from saved state, and
     # the launcher of a parallel study reloads it once the workers are done: DEBUG records of the
     # study's logger, off the console at its INFO level (a resumed study says "(resumed)" itself).

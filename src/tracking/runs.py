@@ -144,6 +144,7 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     finally:
         HEARTBEAT.remove(run.info.run_id)
     end_run(run.info.run_id, "FINISHED")
+    interrupt.failpoint(f"{all_tags.get('study_role', 'run')}_finished_in_mlflow")  # the kill tests' moment
 
 
 LOCKED_RETRY_WAITS_S = (0.1, 0.3, 0.6, 1.0)

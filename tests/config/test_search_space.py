@@ -74,11 +74,12 @@ def test_a_stepped_float_range_reaches_its_max_as_the_space_reads():
 def test_the_beyond_space_is_accepted_and_each_lever_reaches_its_config_key():
     """conf/tuner/search_space/beyond.yaml (issue 34): every value each entry can take is a valid
     config, the learning rate on a log scale; its most extreme corner applies too."""
-    from src.config import Augmentation, search_space
+    from src.config import Augmentation, search_space, tuner_kinds
 
     cfg = composed("+experiment=beyond_study")
     space = cfg.tuner.search_space
-    search_space.check(space, cfg, hyperband=True)  # raises ConfigError naming a bad entry
+    search_space.check(space, cfg)
+    tuner_kinds.of("hyperband").check_space(space)  # raises ConfigError naming a bad entry
     assert {name: spec.key for name, spec in space.items()} == {
         "learning_rate": "trainer.learning_rate", "weight_decay": "trainer.weight_decay",
         "batch_norm": "model.batch_norm", "augmentation": "model.augmentation", "filters2": "model.filters.1",

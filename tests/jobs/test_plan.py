@@ -13,9 +13,6 @@ register()
 def test_hyperband_plan_follows_keras_tuners_schedule():
     from src.jobs import plan
 
-    rounds = plan.hyperband_rounds(max_epochs=20, factor=3, iterations=1)
-    assert [(r.bracket, r.round, r.trials, r.epochs) for r in rounds] == [
-        (2, 0, 12, 3), (2, 1, 4, 4), (2, 2, 2, 13), (1, 0, 6, 7), (1, 1, 2, 13), (0, 0, 4, 20)]
     card = plan.plan(composed("+experiment=tune_hyperband"))
     assert (card.trials, card.search_epochs) == (30, 226)  # the ~226 epochs the README quotes
     assert card.confirm_runs == 12  # (top 3 + baseline) x 3 seeds before the first look
