@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     if name in TRAINS_HERE and not any(a in ("-h", "--help") for a in argv):
         # TensorFlow's start-up lines (the CUDA probe, oneDNN) to a log: the console shows the figures.
         with native_stderr_to(PROJECT_ROOT / "outputs" / "bench" / "tensorflow.log"):
+            # deferred: TensorFlow, ~5 s, started inside the redirection; the others train in `src.run` processes
             import src.core.train  # noqa: F401
     return importlib.import_module(BENCHMARKS[name]).main(argv) or 0
 

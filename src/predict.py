@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+import mlflow
 import numpy as np
 from PIL import Image
 
@@ -74,8 +75,6 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def load_model(uri: str, tracking_uri: str):
-    import mlflow
-
     store = sqlite_path(tracking_uri)
     if store and not store.is_file():  # MLflow would create an empty store there
         raise FileNotFoundError(f"no MLflow store at {store}")

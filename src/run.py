@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import ProjectError, register, validate
 from src.core import interrupt
 from src.core.native_log import native_stderr_to
+from src.jobs.multirun import job_context, job_process, stop_sweep
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow errors surface as exceptions
 # MLflow's own INFO lines (database migrations) are not the run's news.
@@ -55,11 +58,8 @@ def _interrupted(study: bool) -> None:
 def _write_places(cfg):
     """The tracking URI, the places this command writes to (for a full disk's line), and what
     the same command does once space is freed."""
-    import tempfile
-    import urllib.parse
-
-    from src.core.data import DEFAULT_CACHE
-    from src.tracking import store
+    from src.core.data import DEFAULT_CACHE  # deferred: scikit-learn, ~1 s; not before the config is checked
+    from src.tracking import store  # deferred: mlflow, ~3 s; not before the config is checked
 
     uri = store.resolve_uri(cfg.tracking.uri)
     database, artifacts = store.sqlite_path(uri), store.artifact_root(uri)
@@ -82,12 +82,11 @@ def main(cfg: DictConfig) -> float:
     # In a multirun, a second signal is not raised: it would cut short the ending of the run.
     interrupt.install(first_only=HydraConfig.get().mode == RunMode.MULTIRUN)
 
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # deferred: mlflow, ~3 s; not before the config is checked
 
-    from src.jobs.job import open_job
-    from src.jobs.multirun import job_context, job_process
-    from src.tracking import disk
-    from src.tracking.store import TrackingError
+    from src.jobs.job import open_job  # deferred: mlflow, scikit-learn; not before the config is checked
+    from src.tracking import disk  # deferred: mlflow, ~3 s; not before the config is checked
+    from src.tracking.store import TrackingError  # deferred: mlflow, ~3 s; not before the config is checked
 
     overrides = list(HydraConfig.get().overrides.task)
     job = None
@@ -99,13 +98,13 @@ def main(cfg: DictConfig) -> float:
             output_dir.mkdir(parents=True, exist_ok=True)
             if typed.tuner is not None and typed.tuner.plan:  # loads the data, probes speed; no store, no run
                 with native_stderr_to(output_dir / "tensorflow.log"):
-                    from src.jobs import plan
+                    from src.jobs import plan  # deferred: TensorFlow, ~5 s; its start-up lines go to the log
                 return plan.show(typed)
             job = open_job(typed)  # ownership, the data, memory and store checks, before TensorFlow starts
             with native_stderr_to(output_dir / "tensorflow.log"):
-                from src.jobs.distributed.worker_process import run_worker
-                from src.jobs.study import run_study
-                from src.jobs.training import run_training
+                from src.jobs.distributed.worker_process import run_worker  # deferred: as plan, TensorFlow
+                from src.jobs.study import run_study  # deferred: as plan, TensorFlow
+                from src.jobs.training import run_training  # deferred: as plan, TensorFlow
             run = run_training if typed.tuner is None else run_worker if typed.tuner.role == "worker" else run_study
             return run(typed, job, OmegaConf.to_yaml(cfg, resolve=True), overrides, **job_context())
     except ProjectError as err:
@@ -128,8 +127,6 @@ def cli() -> None:
     try:
         main()
     except KeyboardInterrupt:
-        from src.jobs.multirun import stop_sweep
-
         signum = interrupt.received() or signal.SIGINT
         sys.stderr.write(stop_sweep(signum) + "\n")
         sys.exit(128 + signum)

@@ -11,10 +11,17 @@ a reader has to follow. `from src.jobs import tuner` is an import of the module
 `src.jobs.tuner`, not of the package, or a circle through it would go unseen.
 `check(root)` takes the `src/` to read, so a test can plant a fault in a copy
 and see the check catch it.
+
+Two more rules, checked the same way (a root, a copy with a planted fault):
+an import inside a function says why it waits there, with `# deferred: <reason>`
+on its line or alone on the line above (an import that saves nothing belongs at
+the module's top); and no module is over 350 lines, no function over 60.
 """
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +30,13 @@ from helpers import PROJECT_ROOT
 LAYERS = ["config", "core", "tracking", "analysis", "jobs", "benchmarks"]
 ENTRY_POINTS = {"run", "report", "predict", "bench"}
 SRC = PROJECT_ROOT / "src"
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 60
+DEFERRED = re.compile(r"# deferred: \S")
+# Issue 32's remaining work, emptied as it is done (names or fnmatch patterns, from the repository root).
+# Modules still over a size limit (the module itself, or a function in it), being split:
+NOT_YET_WITHIN_SIZE = {"src/analysis/importance.py", "src/analysis/run_report.py", "src/analysis/study_report.py"}
+# Modules whose imports inside functions do not yet say why they wait there (or move to the top):
+NOT_YET_EXPLAINED = {"src/analysis/*", "src/core/train.py", "src/jobs/plan.py"}
 
 
 def layer_of(module: str) -> int:
@@ -163,6 +177,59 @@ def check(root: Path) -> list[str]:
     return layer_violations(graph) + cycles(graph)
 
 
+def in_function_imports(tree: ast.Module) -> list[ast.stmt]:
+    """Every import statement inside a function (a method, a nested function), once, in line order."""
+    found = {}
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    found[node.lineno] = node
+    return [found[line] for line in sorted(found)]
+
+
+def explained(lines: list[str], node: ast.stmt) -> bool:
+    """`# deferred: <reason>` on the import's own line(s), or alone on the line just above it."""
+    own = lines[node.lineno - 1:node.end_lineno]
+    above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+    return any(DEFERRED.search(line) for line in own) or bool(DEFERRED.match(above))
+
+
+def sources(root: Path, skip: set[str]):
+    """(`src/...` name, text) of each module under `root`, but those `skip` names or matches."""
+    for path in sorted(root.rglob("*.py")):
+        name = path.relative_to(root.parent).as_posix()
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in skip):
+            yield name, path.read_text()
+
+
+def check_deferred_imports(root: Path, allowed: set[str] = frozenset()) -> list[str]:
+    """Each import inside a function of `root` that does not say why it is deferred."""
+    wrong = []
+    for name, text in sources(root, allowed):
+        lines = text.splitlines()
+        for node in in_function_imports(ast.parse(text)):
+            if not explained(lines, node):
+                wrong.append(f"{name}:{node.lineno} imports inside a function with no '# deferred: <reason>': "
+                             f"{lines[node.lineno - 1].strip()}")
+    return wrong
+
+
+def check_sizes(root: Path, allowed: set[str] = frozenset()) -> list[str]:
+    """Each module of `root` over MAX_MODULE_LINES, and each function over MAX_FUNCTION_LINES."""
+    wrong = []
+    for name, text in sources(root, allowed):
+        count = len(text.splitlines())
+        if count > MAX_MODULE_LINES:
+            wrong.append(f"{name}: {count} lines, over {MAX_MODULE_LINES}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    wrong.append(f"{name}:{node.lineno} {node.name}: {length} lines, over {MAX_FUNCTION_LINES}")
+    return wrong
+
+
 def test_every_module_belongs_to_a_layer_or_is_an_entry_point():
     for path in SRC.rglob("*.py"):
         relative = path.relative_to(SRC)
@@ -211,3 +278,49 @@ def test_the_check_fails_on_a_planted_layer_violation(tmp_path):
     copy = planted_copy(tmp_path, "core/model.py", "from src.analysis import stats")
     lines = len((copy / "core" / "model.py").read_text().splitlines())
     assert check(copy) == [f"src.core.model:{lines} imports src.analysis.stats"]
+
+
+def test_every_import_inside_a_function_says_why_it_is_deferred():
+    wrong = check_deferred_imports(SRC, NOT_YET_EXPLAINED)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_module_or_function_over_its_size():
+    wrong = check_sizes(SRC, NOT_YET_WITHIN_SIZE)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_check_fails_on_a_planted_unexplained_import(tmp_path):
+    copy = planted_copy(tmp_path, "jobs/state.py", "import json")
+    lines = len((copy / "jobs" / "state.py").read_text().splitlines())
+    assert check_deferred_imports(copy, NOT_YET_EXPLAINED) == [
+        f"src/jobs/state.py:{lines} imports inside a function with no '# deferred: <reason>': import json"]
+    assert check_deferred_imports(copy, NOT_YET_EXPLAINED | {"src/jobs/state.py"}) == []  # what the allow-list is for
+
+
+def test_the_check_passes_a_planted_import_with_its_reason(tmp_path):
+    copy = planted_copy(tmp_path, "jobs/state.py", "import json  # deferred: a reason")
+    planted_copy(tmp_path / "above", "jobs/resume.py", "# deferred: a reason\n    import json")
+    assert check_deferred_imports(copy, NOT_YET_EXPLAINED) == []
+    assert check_deferred_imports(tmp_path / "above" / "src", NOT_YET_EXPLAINED) == []
+    empty = planted_copy(tmp_path / "empty", "jobs/resume.py", "import json  # deferred:")  # no reason given
+    assert len(check_deferred_imports(empty, NOT_YET_EXPLAINED)) == 1
+
+
+def test_the_check_fails_on_a_planted_long_function(tmp_path):
+    copy = planted_copy(tmp_path, "jobs/state.py", "\n    ".join(["x = 0"] * MAX_FUNCTION_LINES))
+    start = len((copy / "jobs" / "state.py").read_text().splitlines()) - MAX_FUNCTION_LINES
+    assert check_sizes(copy, NOT_YET_WITHIN_SIZE) == [
+        f"src/jobs/state.py:{start} _planted: {MAX_FUNCTION_LINES + 1} lines, over {MAX_FUNCTION_LINES}"]
+    within = planted_copy(tmp_path / "within", "jobs/state.py", "\n    ".join(["x = 0"] * (MAX_FUNCTION_LINES - 1)))
+    assert check_sizes(within, NOT_YET_WITHIN_SIZE) == []  # 60 lines, the def's included
+
+
+def test_the_check_fails_on_a_planted_long_module(tmp_path):
+    copy = planted_copy(tmp_path, "jobs/state.py", "pass")
+    target = copy / "jobs" / "state.py"
+    missing = MAX_MODULE_LINES + 1 - len(target.read_text().splitlines())
+    target.write_text(target.read_text() + "# a line\n" * missing)
+    assert check_sizes(copy, NOT_YET_WITHIN_SIZE) == [
+        f"src/jobs/state.py: {MAX_MODULE_LINES + 1} lines, over {MAX_MODULE_LINES}"]
+    assert check_sizes(copy, NOT_YET_WITHIN_SIZE | {"src/jobs/state.py"}) == []

@@ -40,7 +40,7 @@ def timed_study(label: str, overrides: Sequence[str], store: Path, experiment: s
                                  f"tuner.directory={store / 'tuner'}", f"hydra.run.dir={store / 'hydra' / experiment}",
                                  *([f"data.dir={data_dir}"] if data_dir else [])], uri)
 
-    from src.tracking.store import client as store_client
+    from src.tracking.store import client as store_client  # deferred: mlflow (~3 s), not for --help
 
     client = store_client(uri)
     exp = client.get_experiment_by_name(experiment)

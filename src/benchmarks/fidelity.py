@@ -51,6 +51,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig, machine  # noqa: E402
+from src.core import data as data_module  # noqa: E402 - loads the data without TensorFlow
 from src.core import memory  # noqa: E402 - analytic, no TensorFlow
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ def describe(trainer: TrainerConfig) -> str:
 def score(splits, config: Dict[str, object], trainer: TrainerConfig, epochs: int, seed: int) -> Tuple[float, float]:
     """(best validation accuracy, training images per second) of one training, through the
     project's own path (prepare_model + fit), validated on the held-out split."""
-    from src.core import train
+    from src.core import train  # deferred: TensorFlow, ~5 s; the statistics and their tests need none
 
     trainer = dataclasses.replace(trainer, epochs=epochs)
     model = train.prepare_model(model_config(config), trainer, seed=seed)
@@ -308,8 +309,6 @@ def report(name: str, sample: List[Dict[str, object]], result: Fidelity, seeds: 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    from src.core import data as data_module
-
     candidates: List[TrainerConfig] = args.candidates
     say_what_is_compared(candidates)
     sample = card_sample(args.configs)

@@ -18,6 +18,7 @@ from typing import Callable, List
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from src.config import ModelConfig, TrainerConfig
 from src.core import train
@@ -60,8 +61,6 @@ def _layer_gflop(layer, batch: int) -> float:
 
 
 def step_profile(splits, trainer: TrainerConfig) -> StepProfile:
-    import tensorflow as tf
-
     batch = trainer.batch_size
     model = train.prepare_model(ModelConfig(), trainer, seed=0)
     x = tf.constant(splits.x_train[:batch])

@@ -37,7 +37,7 @@ def run_sweep(launcher: str, args, store: Path, index: int, threads: int = 0) ->
         command.append(f"data.dir={args.data_dir}")
     wall = timed_command(f"the {launcher} sweep", command, uri)
 
-    from src.tracking.store import client as store_client
+    from src.tracking.store import client as store_client  # deferred: mlflow (~3 s), not for --help
 
     client = store_client(uri)
     exp = client.get_experiment_by_name(experiment)

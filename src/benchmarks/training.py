@@ -37,7 +37,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
+from src.benchmarks import profile  # noqa: E402
 from src.config import DataConfig, LrScaling, ModelConfig, Precision, TrainerConfig, Validation  # noqa: E402
 from src.core import data as data_module  # noqa: E402
 from src.core import train  # noqa: E402
@@ -48,8 +50,6 @@ from src.core.model import build_cnn  # noqa: E402
 def matmul_gflops(seconds: float = 2.0, n: int = 2048, dtype: str = "float32") -> float:
     """This CPU's matmul rate in `dtype` (float32 or bfloat16), measured now (TensorFlow,
     all threads): the limit a training step in that precision is held against."""
-    import tensorflow as tf
-
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
     tf.linalg.matmul(a, b).numpy()  # warm-up
@@ -134,8 +134,6 @@ def main(argv=None) -> None:
     # Each setting against the limit of its own precision: bfloat16 matmuls run faster here.
     share = {name: flops * value / (rates[PRECISION[name]] * 1e9) for name, value in speed.items()}
     if args.profile:
-        from src.benchmarks import profile
-
         for label, trainer in (("float32, batch 32", TrainerConfig()), ("fast: bfloat16, batch 64", FAST)):
             keras.backend.clear_session()
             print(f"\nwhere a training step goes ({label}):")

@@ -262,8 +262,8 @@ def batches(images, labels, batch_size: int, shuffle: bool):
     tf.data's autotuning off: on 2 cores that the model keeps busy it delayed the start
     of most training epochs by 5-14 s, and of evaluations by up to ~1.5 s
     (experiments/perf/REPORT.md)."""
-    import tensorflow as tf
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+    import tensorflow as tf  # deferred: ~5 s; loading the data needs none (open_job loads it before TensorFlow)
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter  # deferred: as tensorflow
 
     dataset = ArrayDataAdapter(images, labels, batch_size=batch_size, shuffle=shuffle).get_tf_dataset()
     options = tf.data.Options()

@@ -35,14 +35,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
+import psutil
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
+from src.config import ProjectError
 from src.core import interrupt
-from src.tracking.reconcile import CLOSED_BECAUSE
+from src.tracking import owner, reconcile
+from src.tracking.reconcile import CLOSED_BECAUSE, process_alive
 
 PARENT_FILE = "mlflow_sweep.json"
 JOB_STATUS_FILE = "job_status.json"
@@ -89,7 +92,7 @@ def job_process() -> Iterator[None]:
     sweep_dir = Path(hydra_cfg.sweep.dir).resolve()
     if (sweep_dir / STOPPING_FILE).exists():
         raise KeyboardInterrupt("the sweep is stopping")
-    from src.tracking.runs import process_tags
+    from src.tracking.runs import process_tags  # deferred: mlflow (~3 s), not at src.run's start
 
     entry = sweep_dir / RUNNING_DIR / f"{hydra_cfg.job.num}.json"
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +121,6 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Hydra turns an Exception raised here into a warning and launches the jobs anyway,
         without their parent; so a refusal or a failure exits (SystemExit passes through)."""
-        from src.config import ProjectError
-        from src.tracking import owner
-
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         try:
             self.lock = owner.OwnerLock(sweep_dir / LOCK_FILE, f"sweep {sweep_dir}").acquire()
@@ -142,7 +142,7 @@ class SweepTracking(Callback):
         interrupt.on_first_signal(self.stop_jobs)
 
     def _open_parent(self, config: DictConfig, sweep_dir: Path) -> None:
-        from src.tracking import reconcile, runs, store
+        from src.tracking import runs, store  # deferred: mlflow (~3 s), not at src.run's start
 
         (sweep_dir / STOPPING_FILE).unlink(missing_ok=True)  # left by an earlier, stopped launch
         for entry in (sweep_dir / RUNNING_DIR).glob("*.json"):
@@ -169,8 +169,6 @@ class SweepTracking(Callback):
         they have JOB_STOP_S to end their runs KILLED."""
         if self.parent is None:
             return
-        from src.tracking.reconcile import process_alive
-
         sweep_dir = Path(self.parent["sweep_dir"])
         (sweep_dir / STOPPING_FILE).write_text(signal.Signals(signum).name)
         here, me, stopping = socket.gethostname(), str(os.getpid()), {}
@@ -208,8 +206,8 @@ class SweepTracking(Callback):
         interrupted, else FINISHED; log the children's summary."""
         if self.parent is None:
             return
-        from src.tracking import store
-        from src.tracking.runs import HEARTBEAT
+        from src.tracking import store  # deferred: mlflow (~3 s), not at src.run's start
+        from src.tracking.runs import HEARTBEAT  # deferred: mlflow (~3 s), not at src.run's start
 
         parent, self.parent = self.parent, None
         interrupt.remove_hook(self.stop_jobs)
@@ -247,8 +245,8 @@ def _start_ray_first(config: DictConfig) -> None:
     sys.exit, and Ray's C++ failure handler aborts the process on SIGTERM (exit 134, a
     job left RUNNING) unless RAY_DISABLE_FAILURE_SIGNAL_HANDLER is set, in the launcher
     and in the Ray workers it starts."""
+    # deferred: it imports ray, which only the Ray launcher needs
     from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
-    from omegaconf import open_dict
 
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     init = config.hydra.launcher.ray.init
@@ -263,8 +261,6 @@ def _kill_descendants(grace: float = 3.0) -> None:
     of loky and multiprocessing: they ignore both signals and end with this process (their
     pipe closes); killed, the launcher's exit would start a new one, which complains of
     resources it never saw."""
-    import psutil
-
     def tracker(process) -> bool:
         try:
             return any("resource_tracker" in part for part in process.cmdline())
@@ -290,7 +286,7 @@ def _close_left_runs(parent: Dict[str, str], signum: int) -> None:
     """Runs of the sweep (its jobs, and a study job's trials, which carry the sweep's tag)
     still RUNNING though their process on this host is gone: a job killed before it could
     end its run. They end KILLED, as the ones that could do."""
-    from src.tracking import reconcile, store
+    from src.tracking import store  # deferred: mlflow (~3 s), not at src.run's start
 
     client = store.client(parent["uri"])
     here = socket.gethostname()
@@ -318,7 +314,7 @@ def stop_sweep(signum: int) -> str:
     if sweep is None or sweep.parent is None:
         return f"interrupted by {name}"
     parent = dict(sweep.parent)
-    from src.tracking import store
+    from src.tracking import store  # deferred: mlflow (~3 s), not at src.run's start
 
     try:
         _close_left_runs(parent, signum)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+from mlflow.data.digest_utils import compute_numpy_digest
 from mlflow.entities import ViewType
 
 from src.config import Config
@@ -107,8 +108,6 @@ def check_same_data(client, cfg: Config, splits: data_module.Splits, run_id: str
 
 def _mlflow_digests(run, splits: data_module.Splits) -> List[tuple]:
     """(dataset name, digest logged at the start, MLflow's digest of the same split now)."""
-    from mlflow.data.digest_utils import compute_numpy_digest
-
     found = []
     for dataset_input in run.inputs.dataset_inputs:
         arrays: Optional[tuple] = SPLITS.get(dataset_input.dataset.name)

@@ -48,7 +48,7 @@ def save_tuner_json_atomically() -> None:
     build_config.json) through `utils.save_json`, opening the file with "w" in place: a kill
     or a full disk mid-write leaves it cut short, and the next reload fails on it. Replaced
     here by a write-then-rename; its callers look the function up on the module each time."""
-    from keras_tuner.src import utils
+    from keras_tuner.src import utils  # deferred: TensorFlow, ~5 s; open_job checks the state before it
 
     if getattr(utils.save_json, "atomic", False):
         return

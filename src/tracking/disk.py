@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Tuple
 
+import mlflow
 import psutil
 
 from src.config import ProjectError
@@ -125,8 +126,6 @@ def project_frame(err: BaseException, cause: BaseException) -> str:
 def store_now(uri: str) -> str:
     """What the store holds of this process's runs, read back after the failure (reading
     needs no space). A run it could not end is closed by the next command on the store."""
-    import mlflow
-
     database = sqlite_path(uri)
     if database is not None and not database.exists():
         return "the store holds no run of this command"  # (and is not created now, on a full disk)

@@ -14,6 +14,8 @@ from typing import Mapping, Optional, Tuple
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from omegaconf import OmegaConf
 
 from src.config import Config
@@ -40,8 +42,6 @@ def replace_table(frame, artifact_file: str) -> None:
 
 
 def _delete_artifacts(artifact_uri: str, path: str) -> None:
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     try:
         get_artifact_repository(artifact_uri).delete_artifacts(path)
     except (NotImplementedError, MlflowException, OSError):
@@ -71,9 +71,8 @@ KERAS_FLAVOR = SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_m
 @timed
 def log_keras_model(model, example_images: np.ndarray, name: str = "model"):
     """The model in MLflow's Keras flavour, with a signature and an input example."""
-    import keras
-    import tensorflow as tf
-    from mlflow.models import Model, infer_signature
+    import keras  # deferred: TensorFlow, ~5 s; the reports read runs through this module without it
+    import tensorflow as tf  # deferred: as keras
 
     example = example_images[:2]
     signature = infer_signature(example, model.predict(example, verbose=0))
@@ -99,7 +98,7 @@ def epoch_logger():
     """A Keras callback logging each epoch's metrics with step = epoch (1-based,
     as Keras prints it). MLflow's own MlflowCallback also logs a stepless copy
     of every validation metric, which would break one naming scheme."""
-    import keras
+    import keras  # deferred: TensorFlow, ~5 s; the reports read runs through this module without it
 
     class MlflowEpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

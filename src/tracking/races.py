@@ -142,7 +142,7 @@ def _revision(path: Path) -> Optional[str]:
 
 @functools.lru_cache(maxsize=1)
 def _head_revision() -> str:
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    from mlflow.store.db.utils import _get_latest_schema_revision  # deferred: SQLAlchemy, alembic, ~1 s; SQLite only
 
     return _get_latest_schema_revision()
 

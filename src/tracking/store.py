@@ -22,6 +22,8 @@ from typing import Optional
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
 
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
@@ -105,9 +107,6 @@ def check_credentials(uri: str, timeout: float = 5.0) -> None:
     (`mlflow server --app-name basic-auth`) or host protection (`--allowed-hosts`) would
     otherwise refuse the client only later, in a traceback from deep inside MLflow.
     Other answers are left to MLflow."""
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import http_request
-
     try:
         creds = get_default_host_creds(uri)
         response = http_request(creds, "/api/2.0/mlflow/experiments/search", "GET", params={"max_results": 1},
@@ -177,7 +176,7 @@ def _being_created(tables: set) -> bool:
     """Only MLflow's own tables, without alembic_version yet: a store that another process
     (a UI, a notebook, a command) is creating right now, one table at a time
     (races.first_use waits for it), not someone else's database."""
-    from mlflow.store.db.utils import Base, InitialBase
+    from mlflow.store.db.utils import Base, InitialBase  # deferred: SQLAlchemy, alembic, ~1 s; SQLite only
 
     known = set(Base.metadata.tables) | set(InitialBase.metadata.tables)
     return all(name in known or name.startswith("_alembic_tmp_") for name in tables)
@@ -191,8 +190,8 @@ def _writable(path: Path) -> bool:
 
 def _known_schema_revisions() -> set:
     """Every schema revision this MLflow can migrate from (its Alembic scripts)."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
+    from alembic.script import ScriptDirectory  # deferred: alembic, ~0.3 s; SQLite only
+    from mlflow.store.db.utils import _get_alembic_config  # deferred: SQLAlchemy, alembic, ~1 s; SQLite only
 
     return {script.revision for script in ScriptDirectory.from_config(_get_alembic_config("")).walk_revisions()}
 
@@ -220,8 +219,8 @@ def ensure_experiment(uri: str, name: str) -> str:
                                 "point tracking.uri at another file") from None
         check_sqlite_store(path)
     check_reachable(uri)
-    from alembic.util.exc import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
+    from alembic.util.exc import CommandError  # deferred: alembic, ~0.3 s; only this function needs it
+    from sqlalchemy.exc import SQLAlchemyError  # deferred: SQLAlchemy, ~0.1 s; only this function needs it
 
     try:
         mlflow.set_tracking_uri(uri)

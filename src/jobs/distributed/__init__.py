@@ -6,6 +6,6 @@ from __future__ import annotations
 
 def search(*args, **kwargs):
     """The search on the study's workers (src/jobs/distributed/workers.py); returns the chief's tuner."""
-    from src.jobs.distributed import workers  # here: it starts processes and imports keras-tuner
+    from src.jobs.distributed import workers  # deferred: keras-tuner, TensorFlow; importing roles runs this file
 
     return workers.search(*args, **kwargs)

@@ -28,12 +28,14 @@ from typing import Callable, Dict, List
 # ("[study tuner0] trial 3 ... [repeated 2x across cluster]"), each of which is news.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+import mlflow  # noqa: E402
 import ray  # noqa: E402
 from ray.util.placement_group import placement_group, remove_placement_group  # noqa: E402
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
 
 from src.config import Config, ConfigError  # noqa: E402
 from src.config.cluster import parse_address  # noqa: E402
+from src.core import data as data_module  # noqa: E402
 from src.core import interrupt  # noqa: E402
 from src.jobs.distributed import roles  # noqa: E402
 
@@ -67,15 +69,11 @@ def worker_task(launch: Dict, tuner_id: str, host: str, port: int, start_line) -
     """One keras-tuner worker, inside its Ray task's process."""
     os.environ.update(roles.oracle_env(host, port, tuner_id))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from src.jobs.distributed import worker_process  # here: it imports TensorFlow, which reads its log level once
+    from src.jobs.distributed import worker_process  # deferred: TensorFlow reads its log level, set above, once
 
     worker_process.log_to(sys.stderr, logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     cfg = worker_process.load_config(launch["config"])
     worker_process.prepare_process(cfg)
-    import mlflow
-
-    from src.core import data as data_module
-
     splits = data_module.load(cfg.data, cfg.seed)
     mlflow.set_tracking_uri(launch["tracking_uri"])
     mlflow.set_experiment(experiment_id=launch["experiment_id"])

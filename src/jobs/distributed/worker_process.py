@@ -23,12 +23,17 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import grpc
+import keras
+import mlflow
+from keras_tuner.src.distribute import oracle_chief
 from omegaconf import OmegaConf
 
 from src.config import Config, ConfigError, ProjectError, validate
 from src.config.cluster import parse_address
 from src.config.schema import is_hyperparameter
-from src.core import interrupt
+from src.core import data as data_module
+from src.core import interrupt, train
 from src.jobs import tuner as tuner_module
 from src.jobs.distributed import roles
 from src.jobs.state import state_dir
@@ -65,10 +70,6 @@ def load_config(text: str) -> Config:
 
 def prepare_process(cfg: Config) -> None:
     """Seed and size TensorFlow's thread pools (before TensorFlow runs an op)."""
-    import keras
-
-    from src.core import train
-
     keras.utils.set_random_seed(cfg.seed)
     train.set_threads(cfg.trainer)
 
@@ -124,8 +125,6 @@ def work(cfg: Config, splits, study_tags: Dict[str, str], parent_run_id: Optiona
          wait_for_others: Optional[Callable[[], None]] = None, find_parent: Optional[Callable[..., str]] = None):
     """Run trials until the oracle says STOPPED. The tuner id and the chief's address are
     already in the environment (roles.oracle_env); the MLflow store and experiment set."""
-    import mlflow
-
     tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, splits), state_dir(cfg), study_tags,
                                     parent_run_id=parent_run_id)
     _pause_when_idle(tuner.oracle)
@@ -173,17 +172,11 @@ def child_main(launch_file: str) -> None:
     cfg = load_config(launch["config"])
     prepare_process(cfg)
     if role == roles.CHIEF:  # serves the oracle until every worker has been told to stop
-        from keras_tuner.src.distribute import oracle_chief
-
         oracle_chief.time = _PromptChiefPoll
         tuner = tuner_module.make_tuner(cfg, tuner_module.CifarHyperModel(cfg, None), state_dir(cfg),
                                         launch["study_tags"])
         tuner.search(verbose=0)  # as study.search
         return
-    import mlflow
-
-    from src.core import data as data_module
-
     splits = data_module.load(cfg.data, cfg.seed)
     mlflow.set_tracking_uri(launch["tracking_uri"])
     mlflow.set_experiment(experiment_id=launch["experiment_id"])
@@ -210,8 +203,6 @@ def check_same_study(cfg: Config, parent) -> None:
 def run_worker(cfg: Config, job, config_yaml: str, overrides: Optional[list] = None, **ignored) -> None:
     """`tuner.role=worker`: trials of the study whose chief is at tuner.chief_address,
     each a child of the study's MLflow run (found by its tags once the chief answers)."""
-    import mlflow
-
     cfg = roles.worker_config(cfg, overrides)
     host, port = parse_address(cfg.tuner.chief_address)
     os.environ.update(roles.oracle_env(host, port, cfg.tuner.worker_id))
@@ -219,8 +210,6 @@ def run_worker(cfg: Config, job, config_yaml: str, overrides: Optional[list] = N
     client, project = store_client(job.uri), cfg.tuner.project_name
 
     def find_parent(oracle) -> str:
-        import grpc
-
         try:
             oracle.get_space()  # keras-tuner's client waits for the chief to answer (up to an hour)
         except grpc.RpcError as err:

@@ -53,6 +53,9 @@ from src.jobs import tuner as tuner_module
 from src.jobs.distributed import roles
 from src.jobs.distributed.roles import CHIEF, Exit, WorkerFailed, worker_config, worker_ids
 from src.jobs.distributed.worker_process import RECORD_MARK, STOP_SECONDS
+from src.tracking.reconcile import close_run
+from src.tracking.store import child_runs
+from src.tracking.store import client as store_client
 
 POLL_SECONDS = 0.5
 CHIEF_DONE_GRACE = 15  # workers still starting when the oracle has finished have nothing to do
@@ -178,11 +181,6 @@ def close_orphan_trials(uri: str, experiment_id: str, parent_run_id: str, finish
     """Trial runs whose process could not end them (SIGKILL, a lost node) are closed: when the
     study stops, KILLED with it; when its search has finished, FAILED, as every trial they
     stood for has ended in keras-tuner (a worker that never came back, a chief restarted)."""
-
-    from src.tracking.reconcile import close_run
-    from src.tracking.store import child_runs
-    from src.tracking.store import client as store_client
-
     client = store_client(uri)
     for run in child_runs(client, experiment_id, parent_run_id, status="RUNNING", role="trial" if finished else None):
         if finished:
@@ -239,7 +237,7 @@ def search(cfg: Config, hypermodel, directory: Path, study_tags: Dict[str, str],
                      cfg.tuner.chief_address, log_dir)
             wait_for_chief(children[CHIEF])
         elif launcher is TunerLauncher.ray:
-            from src.jobs.distributed import ray_workers
+            from src.jobs.distributed import ray_workers  # deferred: ray, optional; only tuner.launcher=ray
 
             ray_workers.run_workers(cfg, child_cfg, launch, port, lambda: check_chief(children[CHIEF]))
         else:
