@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import keras
+import tensorflow as tf
 
 from src.config import ModelConfig, Optimizer, Precision, ProjectError, TrainerConfig, machine
 from src.config.schema import effective_learning_rate
@@ -103,8 +104,6 @@ class TrainingDiverged(ProjectError):
 
 def set_threads(cfg: TrainerConfig) -> None:
     """Size TensorFlow's thread pools; only possible before TensorFlow runs an op."""
-    import tensorflow as tf
-
     wanted = (cfg.intra_op_threads, cfg.inter_op_threads)
     current = (tf.config.threading.get_intra_op_parallelism_threads(),
                tf.config.threading.get_inter_op_parallelism_threads())

@@ -21,7 +21,8 @@ import numpy as np
 from src.analysis import decision
 from src.config import Config, search_space, tuner_kinds
 from src.config.tuner_kinds import Round
-from src.core import memory
+from src.core import data as data_module
+from src.core import memory, train
 from src.jobs.distributed import roles
 from src.tracking import disk
 
@@ -91,8 +92,6 @@ def sample_models(cfg: Config, count: int = PROBE_MODELS) -> List[Config]:
 
 def probe_rate(cfg: Config) -> float:
     """Training images/s of this config's model at its trainer settings, on random data."""
-    from src.core import train
-
     trainer = cfg.trainer
     model = train.prepare_model(cfg.model, trainer, seed=cfg.seed)
     batches = max(PROBE_BATCHES, trainer.steps_per_execution)
@@ -184,9 +183,6 @@ def _duration(minutes: float) -> str:
 
 def show(cfg: Config) -> None:
     """`tuner.plan=true`: the plan and its time estimate; trains nothing, creates no run."""
-    from src.core import data as data_module
-    from src.core import train
-
     probed = roles.worker_config(cfg) if cfg.tuner.workers > 1 else cfg
     train.set_threads(probed.trainer)  # first: only possible before TensorFlow runs an op
     splits = data_module.load(cfg.data, cfg.seed)
