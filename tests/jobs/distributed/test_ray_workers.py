@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from test_tune_distributed import KILL, check_killed_trial_rerun_once, kill_one_worker, study_runs
+from test_workers import KILL, check_killed_trial_rerun_once, kill_one_worker, study_runs
 
 from helpers import TINY_STUDY, processes_using, run_cli, stop
 
