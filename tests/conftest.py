@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 import tracking_server
-from helpers import copy_template_store, make_synthetic_cifar, once_per_session
+from helpers.cifar import make_synthetic_cifar
+from helpers.session import once_per_session
+from helpers.stores import copy_template_store
 
 # Each of pytest-xdist's workers (and whatever it starts: runs, studies, benchmarks) gets
 # its share of the cores. TensorFlow's default is a thread per core in every process, and
@@ -19,9 +21,9 @@ from helpers import copy_template_store, make_synthetic_cifar, once_per_session
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
     os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
-# A report's noise floor shuffles and resamples the trials 200 times each (src/analysis/importance.py),
+# A report's noise floor shuffles and resamples the trials 200 times each (src/analysis/noise_floor.py),
 # about a minute a budget on a Zen 3; the suite's reports check what is reported, not the p-values' calibration
-# (tests/analysis/test_stats.py does that with its own counts).
+# (tests/analysis/test_noise_floor.py does that with its own counts).
 os.environ.setdefault("REPORT_RESAMPLES", "20")
 
 

@@ -19,7 +19,9 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT, all_runs, run_cli, run_here
+from helpers.commands import run_cli, run_here
+from helpers.paths import PROJECT_ROOT
+from helpers.stores import all_runs
 
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "tracking.log_model=false")
 

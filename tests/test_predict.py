@@ -11,7 +11,8 @@ from PIL import Image
 
 from src.tracking import store
 
-from helpers import CLASS_NAMES, call_here, make_synthetic_cifar, run_here
+from helpers.cifar import CLASS_NAMES, make_synthetic_cifar
+from helpers.commands import call_here, run_here
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import pytest
 
 from src.tracking import store
 
-from helpers import EXPECTED_ARTIFACTS, SHARED_CIFAR, requires_shared_data, run_here
+from helpers.commands import run_here
+from helpers.paths import SHARED_CIFAR, requires_shared_data
+from helpers.stores import EXPECTED_ARTIFACTS
 
 
 def all_artifacts(client, run_id, path=None):

@@ -18,18 +18,10 @@ from src import predict
 from src.analysis.report import main as report_command
 from src.tracking import store
 
-from helpers import (
-    CLASS_NAMES,
-    EXPECTED_ARTIFACTS,
-    RAY_MISSING,
-    TINY,
-    TINY_STUDY,
-    call_here,
-    ray_multirun,
-    run_cli,
-    run_here,
-    sweep_runs,
-)
+from helpers.cifar import CLASS_NAMES
+from helpers.commands import call_here, run_cli, run_here
+from helpers.stores import EXPECTED_ARTIFACTS
+from helpers.sweeps import RAY_MISSING, TINY, TINY_STUDY, ray_multirun, sweep_runs
 from store_race import race_datasets
 
 pytestmark = pytest.mark.slow  # starts PostgreSQL, mlflow server and the commands' processes
@@ -188,7 +180,7 @@ def test_four_job_joblib_multirun(mlflow_server, synthetic_cifar, tmp_path):
 
 
 def test_eight_processes_logging_the_same_dataset_at_once(mlflow_server):
-    """tests/test_concurrency.py's race, on PostgreSQL through the server: every process
+    """tests/tracking/test_races.py's race, on PostgreSQL through the server: every process
     logs every dataset."""
     assert race_datasets(mlflow_server.uri, guarded=True) == []
     client = store.client(mlflow_server.uri)

@@ -11,7 +11,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_here
+from helpers.commands import run_here
 from mlflow_ui import CHROMIUM, close_assistant, ui_and_browser
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import PROJECT_ROOT, SHARED_CIFAR
+from helpers.paths import PROJECT_ROOT, SHARED_CIFAR
 
 
 def run_module(module: str, *args: str) -> str:

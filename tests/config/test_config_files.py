@@ -9,7 +9,8 @@ import yaml
 from src.config import register
 from src.config import schema as schema_module
 
-from helpers import CONF_DIR, composed
+from helpers.configs import composed
+from helpers.paths import CONF_DIR
 
 register()
 

@@ -13,7 +13,7 @@ import pytest
 from src.config import DataConfig
 from src.core import cache, data
 
-from helpers import make_synthetic_cifar
+from helpers.cifar import make_synthetic_cifar
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import pytest
 from src.config import DataConfig, Validation
 from src.core import data
 
-from helpers import CLASS_NAMES, SHARED_CIFAR, requires_shared_data, run_here, write_batch
+from helpers.cifar import CLASS_NAMES, write_batch
+from helpers.commands import run_here
+from helpers.paths import SHARED_CIFAR, requires_shared_data
 
 
 def test_reads_shapes_dtypes_and_file_order(synthetic_cifar):

@@ -8,7 +8,8 @@ import pytest
 from src.config import ModelConfig, ProjectError, TrainerConfig
 from src.core import memory
 
-from helpers import all_runs, run_here
+from helpers.commands import run_here
+from helpers.stores import all_runs
 
 BIG = [8192, 16384, 32768]  # 3 blocks: about 100 GiB by the estimate
 

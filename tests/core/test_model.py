@@ -1,9 +1,10 @@
-"""The notebook's model, exactly, and the config knobs that change it."""
+"""The notebook's model, exactly, and the config knobs that change it (src/core/model.py):
+batch norm, the augmentation layers, in training only and through a save and a load."""
 from __future__ import annotations
 
-import pytest
-
 from src.config import ModelConfig
+
+from helpers.cifar import random_images
 
 NOTEBOOK_KINDS = ["Conv2D", "MaxPooling2D"] * 3 + ["Flatten", "Dense", "Dropout", "Dense", "Dropout", "Dense"]
 
@@ -11,7 +12,7 @@ NOTEBOOK_KINDS = ["Conv2D", "MaxPooling2D"] * 3 + ["Flatten", "Dense", "Dropout"
 def test_default_model_is_the_notebooks_258762_parameters():
     from src.core.model import build_cnn
 
-    from helpers import composed
+    from helpers.configs import composed
 
     model = build_cnn(ModelConfig())
     assert model.count_params() == 258_762
@@ -53,13 +54,6 @@ def test_augmentation_is_two_preprocessing_layers_in_front_of_the_notebooks_mode
     assert [layer.__class__.__name__ for layer in flip.layers] == ["RandomFlip", *NOTEBOOK_KINDS]
     assert [layer.__class__.__name__ for layer in model.layers] == ["RandomFlip", "RandomTranslation", *NOTEBOOK_KINDS]
     assert model.layers[0].mode == "horizontal" and model.count_params() == 258_762  # no weights of their own
-
-
-def random_images(count: int, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    return rng.random((count, 32, 32, 3), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, count)]
 
 
 def test_augmentation_changes_the_images_in_training_only():
@@ -116,49 +110,6 @@ def test_an_augmented_model_saved_and_loaded_predicts_as_the_one_in_memory(tmp_p
     np.testing.assert_array_equal(np.asarray(served.predict(images)), expected)
 
 
-def test_the_default_optimizer_is_the_notebooks_and_weight_decay_sets_keras_own():
-    import keras
-
-    from src.config import TrainerConfig
-    from src.core.train import make_optimizer
-
-    def settings(optimizer, **changed):  # its config less the name Keras numbers per instance (adam, adam_1)
-        return {**{k: v for k, v in optimizer.get_config().items() if k != "name"}, **changed}
-
-    notebook = settings(keras.optimizers.Adam(learning_rate=0.001))
-    default = make_optimizer(TrainerConfig())
-    assert isinstance(default, keras.optimizers.Adam) and settings(default) == notebook
-    assert default.weight_decay is None
-    decayed = make_optimizer(TrainerConfig(weight_decay=0.004))
-    assert isinstance(decayed, keras.optimizers.Adam) and decayed.weight_decay == 0.004
-    assert settings(decayed, weight_decay=None) == notebook  # nothing else changes
-
-
-def test_weight_decay_shrinks_the_weights_each_step():
-    """Keras' decoupled decay: each step multiplies the weights by 1 - learning_rate x weight_decay
-    before Adam's update. Same seed, same batches: with decay the kernel ends smaller, by that factor."""
-    import numpy as np
-
-    from src.config import TrainerConfig
-    from src.core import train
-
-    images, labels = random_images(64, seed=5)
-
-    def kernel_after_four_steps(weight_decay: float):
-        cfg = TrainerConfig(learning_rate=0.01, weight_decay=weight_decay, verbose=0)
-        model = train.prepare_model(ModelConfig(filters=[4], dense_units=[8]), cfg, seed=0)
-        start = model.get_layer("conv1").kernel.numpy().copy()
-        model.fit(images, labels, batch_size=16, epochs=1, shuffle=False, verbose=0)
-        return start, model.get_layer("conv1").kernel.numpy()
-
-    start, plain = kernel_after_four_steps(0.0)
-    same_start, decayed = kernel_after_four_steps(0.1)
-    np.testing.assert_array_equal(start, same_start)
-    assert np.linalg.norm(decayed) < np.linalg.norm(plain)
-    factor = (1 - 0.01 * 0.1) ** 4
-    assert np.linalg.norm(decayed) / np.linalg.norm(plain) == pytest.approx(factor, rel=1e-4)
-
-
 def test_filters_dropout_and_dense_units_come_from_config():
     from src.core.model import build_cnn
 
@@ -168,54 +119,3 @@ def test_filters_dropout_and_dense_units_come_from_config():
     assert [c.filters for c in convs] == [16, 32]
     assert [d.rate for d in dropouts] == [0.25]
     assert model.count_params() != 258_762
-
-
-def test_training_takes_the_batches_and_order_that_fit_on_arrays_takes():
-    """train.fit feeds Keras's own array pipeline with tf.data's autotuning off (it stalled
-    epoch starts by seconds): the same batches in the same shuffled order as `model.fit(x, y)`,
-    so the same weights to the bit, validation included."""
-    import numpy as np
-
-    from src.config import TrainerConfig
-    from src.core import train
-    from src.core.data import Splits
-
-    rng = np.random.default_rng(0)
-    images = rng.random((200, 32, 32, 3), dtype=np.float32)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
-    splits = Splits(x_train=images[:150], y_train=labels[:150], x_val=images[150:], y_val=labels[150:],
-                    x_test=images[150:], y_test=labels[150:], class_names=[str(i) for i in range(10)],
-                    source="synthetic", lossy=False, validation="split")
-    model_cfg = ModelConfig(filters=[8, 16], dense_units=[16])
-    cfg = TrainerConfig(epochs=2, batch_size=16, verbose=0)  # 150 images: a partial last batch
-
-    ours = train.prepare_model(model_cfg, cfg, seed=7)
-    result = train.fit(ours, splits, cfg)
-    keras_way = train.prepare_model(model_cfg, cfg, seed=7)
-    history = keras_way.fit(splits.x_train, splits.y_train, batch_size=16, epochs=2, verbose=0,
-                            validation_data=(splits.x_val, splits.y_val))
-    assert result.history == {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    for a, b in zip(ours.get_weights(), keras_way.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_evaluation_takes_the_batches_that_evaluate_and_predict_on_arrays_take():
-    """evaluate.evaluate feeds the same pipeline with autotuning off to `model.evaluate` and
-    `model.predict`: the loss and accuracy equal Keras's on the arrays to the bit, and so does
-    every predicted class (a partial last batch included)."""
-    import numpy as np
-
-    from src.config import TrainerConfig
-    from src.core import evaluate, train
-
-    rng = np.random.default_rng(1)
-    images = rng.random((70, 32, 32, 3), dtype=np.float32)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 70)]
-    model = train.prepare_model(ModelConfig(filters=[8, 16], dense_units=[16]), TrainerConfig(), seed=3)
-
-    ours = evaluate.evaluate(model, images, labels, [str(i) for i in range(10)], batch_size=32)
-    loss, accuracy = model.evaluate(images, labels, batch_size=32, verbose=0)
-    probabilities = model.predict(images, batch_size=32, verbose=0)
-    assert (ours.loss, ours.accuracy) == (float(loss), float(accuracy))
-    np.testing.assert_array_equal(ours.y_pred, probabilities.argmax(axis=1))
-    np.testing.assert_array_equal(ours.y_true, labels.argmax(axis=1))

@@ -8,7 +8,7 @@ import pytest
 
 from src.config import DataConfig, ModelConfig, Precision, TrainerConfig, Validation
 
-from helpers import SHARED_CIFAR, requires_shared_data
+from helpers.paths import SHARED_CIFAR, requires_shared_data
 
 SEEDS = (0, 1, 2)
 # Bound on |mean over SEEDS of (bfloat16 - float32) test accuracy|, in accuracy units.
@@ -43,31 +43,6 @@ def train_and_score(splits, precision: Precision, seed: int) -> float:
         return evaluate.evaluate(model, splits.x_test, splits.y_test, splits.class_names).accuracy
     finally:
         train.set_precision(Precision.float32)
-
-
-def test_bfloat16_is_native_only_with_the_cpu_flags_for_it():
-    from src.core import train
-
-    assert train.bfloat16_is_native("flags\t: fpu avx2 avx512f avx512_bf16 avx512_vnni")  # Zen 4
-    assert train.bfloat16_is_native("flags\t: fpu avx2 amx_bf16 amx_tile")  # Sapphire Rapids
-    assert not train.bfloat16_is_native("flags\t: fpu fma avx avx2 sha_ni vaes")  # Zen 3
-    assert not train.bfloat16_is_native("flags\t: avx512f avx512_bf16x")  # a longer flag is not it
-
-
-def test_emulated_bfloat16_is_warned_about_once(monkeypatch, caplog):
-    from src.core import train
-
-    monkeypatch.setattr(train, "bfloat16_is_native", lambda: False)
-    train.warn_emulated_bfloat16.cache_clear()
-    try:
-        with caplog.at_level("WARNING", logger="src.core.train"):
-            for _ in range(3):  # as a study sets it for each trial
-                train.set_precision(Precision.mixed_bfloat16)
-    finally:
-        train.set_precision(Precision.float32)
-        train.warn_emulated_bfloat16.cache_clear()
-    warnings = [r.getMessage() for r in caplog.records if "emulates it" in r.getMessage()]
-    assert len(warnings) == 1 and "use trainer=default" in warnings[0], warnings
 
 
 def bfloat16_emulated() -> bool:

@@ -13,7 +13,8 @@ import pytest
 
 from src.tracking import reconcile, runs, store
 
-from helpers import PROJECT_ROOT, run_here
+from helpers.commands import run_here
+from helpers.paths import PROJECT_ROOT
 
 TINY = ("trainer.epochs=3", "trainer.batch_size=4", "trainer.steps_per_execution=1", "tracking.log_model=false",
         "trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]")

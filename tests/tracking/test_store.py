@@ -1,9 +1,10 @@
-"""Damaged SQLite tracking stores: each gives a one-line TrackingError naming
-the file and what to do, before MLflow opens the file, and leaves the file
-byte-for-byte unchanged (no tables added, no migration, no repair).
+"""The tracking store (src/tracking/store.py): where it is, its experiments, and damaged
+SQLite stores.
 
-The cases call `store.ensure_experiment` in-process (it is what every command
-runs before its first MLflow run); one goes through the real command line.
+A damaged store gives a one-line TrackingError naming the file and what to do, before
+MLflow opens the file, and leaves the file byte-for-byte unchanged (no tables added, no
+migration, no repair). The cases call `store.ensure_experiment` in-process (it is what
+every command runs before its first MLflow run); one goes through the real command line.
 docs/faults.md lists them.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_here
+from helpers.commands import run_here
+from helpers.paths import PROJECT_ROOT
 
 NOBODY = 65534
 
@@ -155,3 +157,36 @@ def test_a_through_the_command_line(tmp_path, synthetic_cifar):
     assert "error:" in result.stderr and str(path) in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     assert snapshot(path) == before
+
+
+# ---- where the store is, and the experiments in it
+
+
+def test_embedded_store_is_where_mlflow_looks_by_default():
+    """`sqlite:///mlflow.db` at the project root with artifacts under mlruns/: a bare
+    `mlflow ui` from the project root shows every run."""
+    uri = store.embedded_uri()
+    assert uri == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+    assert store.artifact_root(uri) == (PROJECT_ROOT / "mlruns").as_uri()
+    assert store.ui_command(uri).startswith("mlflow ui")
+    assert "--backend-store-uri" in store.ui_command("sqlite:////elsewhere/mlflow.db")
+
+
+def test_resolve_uri_prefers_config_then_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/env.db")
+    assert store.resolve_uri("http://server:5000") == "http://server:5000"
+    assert store.resolve_uri(None) == "sqlite:////tmp/env.db"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert store.resolve_uri(None) == store.embedded_uri()
+
+
+def test_ensure_experiment_is_idempotent_and_puts_artifacts_beside_the_db(tracking_uri, tmp_path):
+    first = store.ensure_experiment(tracking_uri, "twice")
+    assert store.ensure_experiment(tracking_uri, "twice") == first
+    location = store.client(tracking_uri).get_experiment(first).artifact_location
+    assert location == (tmp_path / "mlruns" / "twice").as_uri()
+
+
+def test_unreachable_server_fails_fast():
+    with pytest.raises(store.TrackingError, match="tracking.uri=http://127.0.0.1:9.*not reachable"):
+        store.check_reachable("http://127.0.0.1:9", timeout=2)

@@ -1,4 +1,5 @@
-"""Several processes logging to one SQLite store at once lose nothing."""
+"""Several processes logging to one SQLite store at once lose nothing: the races MLflow's
+store has (src/tracking/races.py holds them off), and that they still exist upstream."""
 from __future__ import annotations
 
 import multiprocessing
@@ -9,7 +10,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT
 from store_race import open_fresh_store, race_a_foreign_migration, race_datasets
 
 pytestmark = pytest.mark.slow  # every test races processes on one store

@@ -19,7 +19,9 @@ import pytest
 from src.tracking import owner, store
 from src.tracking.owner import Busy, OwnerLock, check_study_run
 
-from helpers import PROJECT_ROOT, all_runs, run_here, start_cli
+from helpers.commands import run_here, start_cli
+from helpers.paths import PROJECT_ROOT
+from helpers.stores import all_runs
 
 
 def study_args(synthetic_cifar, uri, tuner_dir, epochs: int):

@@ -1,4 +1,5 @@
-"""Run lifecycle and store helpers: no run is ever left RUNNING."""
+"""A run's lifecycle (src/tracking/runs.py): no run is ever left RUNNING, through a Ctrl-C or a
+locked store; the params, commits and history it carries."""
 from __future__ import annotations
 
 import mlflow
@@ -41,38 +42,6 @@ def test_ctrl_c_ends_killed(tracking_uri, experiment):
         with runs.tracked_run("interrupted", experiment_id=experiment):
             raise KeyboardInterrupt
     assert _only_run(tracking_uri, experiment).info.status == "KILLED"
-
-
-def test_embedded_store_is_where_mlflow_looks_by_default():
-    """`sqlite:///mlflow.db` at the project root with artifacts under mlruns/: a bare
-    `mlflow ui` from the project root shows every run."""
-    from helpers import PROJECT_ROOT
-
-    uri = store.embedded_uri()
-    assert uri == f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
-    assert store.artifact_root(uri) == (PROJECT_ROOT / "mlruns").as_uri()
-    assert store.ui_command(uri).startswith("mlflow ui")
-    assert "--backend-store-uri" in store.ui_command("sqlite:////elsewhere/mlflow.db")
-
-
-def test_resolve_uri_prefers_config_then_environment(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/env.db")
-    assert store.resolve_uri("http://server:5000") == "http://server:5000"
-    assert store.resolve_uri(None) == "sqlite:////tmp/env.db"
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert store.resolve_uri(None) == store.embedded_uri()
-
-
-def test_ensure_experiment_is_idempotent_and_puts_artifacts_beside_the_db(tracking_uri, tmp_path):
-    first = store.ensure_experiment(tracking_uri, "twice")
-    assert store.ensure_experiment(tracking_uri, "twice") == first
-    location = store.client(tracking_uri).get_experiment(first).artifact_location
-    assert location == (tmp_path / "mlruns" / "twice").as_uri()
-
-
-def test_unreachable_server_fails_fast():
-    with pytest.raises(store.TrackingError, match="tracking.uri=http://127.0.0.1:9.*not reachable"):
-        store.check_reachable("http://127.0.0.1:9", timeout=2)
 
 
 def test_flatten_names_nested_keys_with_dots():
