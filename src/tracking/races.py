@@ -1,6 +1,6 @@
 """Races in MLflow 3.17's SQL store when several processes use one store at
 once (sweep jobs, tuner workers, confirmation runs, two users, a UI or a
-notebook), and what this project does about each. tests/test_concurrency.py
+notebook), and what this project does about each. tests/tracking/test_races.py
 shows the races still exist upstream (so these can go once they are fixed) and
 that these hold them off.
 """
