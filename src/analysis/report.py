@@ -27,7 +27,7 @@ from typing import List, Optional
 import numpy as np
 import pandas as pd
 
-from src.analysis import compare, pairing, run_report, stats, study_report
+from src.analysis import compare, pairing, run_report, stats, study_importance, study_report, study_search
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 from src.config.schema import is_hyperparameter
@@ -155,8 +155,8 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]
     if answer is not None:
-        lines += study_report.settings_lines(selection.evaluated[0], frame)
-        lines += study_report.history_lines(client, selection.evaluated[0])
+        lines += study_search.settings_lines(selection.evaluated[0], frame)
+        lines += study_search.history_lines(client, selection.evaluated[0])
         lines += answer.confirmation
     lines += ["## Leaderboard", "", "Mean and standard deviation over the runs of each configuration "
               "(seeds); `best_val_accuracy` is each run's best epoch on its validation data.", "",
@@ -170,7 +170,7 @@ def write_report(client, selection: Selection, out_dir: Path, baseline: str, tit
             figures / "objective_vs_hyperparameters.png", metadata={"Software": None})
         lines += ["## Objective against each hyperparameter", "",
                   "![objective vs hyperparameters](figures/objective_vs_hyperparameters.png)", ""]
-        lines += study_report.importance_lines(frame, columns, "best_val_accuracy", None, out_dir)[0]
+        lines += study_importance.importance_lines(frame, columns, "best_val_accuracy", None, out_dir)[0]
     best_name = frame.loc[frame["config"] == board.iloc[0]["config"], "run_name"].iloc[0]
     lines += curves_section(client, selection, best_name, figures, answer is not None and answer.confirmed)
     lines += run_report.best_run_section(client, selection.evaluated, selection.kind, out_dir)

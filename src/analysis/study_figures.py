@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from src.analysis import compare
-from src.analysis.importance import hashable, optuna_study
+from src.analysis.fanova import hashable, optuna_study
 
 PARETO_VALUE = "best_val_accuracy"  # validation, as selection: the test set is for the confirmed winner only
 COSTS = {"seconds_from_scratch": "training seconds (from scratch)", "parameters": "parameters"}
@@ -204,7 +204,7 @@ def plot_contour(study: optuna.Study, params: List[str], objective: str, title: 
 def optuna_figures(frame: pd.DataFrame, names: List[str], objective: str, budget: Optional[str], focus: Focus,
                    figures: Path) -> List[str]:
     """slice.png and contour.png at the focus budget, from an in-memory optuna study of its trials
-    (`importance.optuna_study`, as fANOVA's); returns the report's lines. They complement
+    (`fanova.optuna_study`, as fANOVA's); returns the report's lines. They complement
     objective_vs_hyperparameters.png and parallel_coordinates.png rather than replace them: those
     draw every budget at once (coloured by budget, or with the budget as an axis), which optuna's
     figures, one study at a time, cannot."""

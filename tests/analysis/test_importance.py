@@ -1,14 +1,18 @@
-"""An importance's p-value honest about its own uncertainty: each permutation p carries its
-Monte Carlo range, a verdict that range leaves in doubt gets more shuffles (or is called
-unsettled), and a finding repeated at Hyperband budgets that share trials counts once."""
+"""fANOVA importance tables per budget (`src/analysis/importance.py`) on synthetic trials of
+known truth: the driving hyperparameter ranked first at each budget, Hyperband's budget never
+ranked, too few trials left out, and each importance carrying its noise floor's columns."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from src.analysis import importance, study_report
+from src.analysis import importance
+from src.analysis.importance import budget_importances, headline_budget, trial_counts
+from src.analysis.verdicts import evidence
 
 
 def synthetic_study(rng: np.random.Generator, trials: int, effect: float) -> pd.DataFrame:
@@ -39,7 +43,7 @@ def test_a_driving_hyperparameter_gets_a_small_settled_p_after_extra_shuffles():
     assert (dropout["p_low"], dropout["p_high"]) == pytest.approx(monte_carlo_range(dropout))
     # Every hyperparameter rests on the same shuffles: each fANOVA fit scores them all.
     assert table.loc["filters0", "permutations"] == dropout["permutations"]
-    assert importance.evidence(dropout["p_value"], dropout["p_adjusted"], dropout["settled"]) == "established"
+    assert evidence(dropout["p_value"], dropout["p_adjusted"], dropout["settled"]) == "established"
 
 
 def test_a_null_study_reports_each_p_with_its_monte_carlo_range():
@@ -50,88 +54,57 @@ def test_a_null_study_reports_each_p_with_its_monte_carlo_range():
         assert row["p_low"] <= row["p_value"] <= row["p_high"]
         assert (row["p_low"], row["p_high"]) == pytest.approx(monte_carlo_range(row))
         assert row["permutations"] >= 20
-    verdicts = [importance.evidence(p, q, s) for p, q, s in zip(table["p_value"], table["p_adjusted"],
-                                                                table["settled"])]
+    verdicts = [evidence(p, q, s) for p, q, s in zip(table["p_value"], table["p_adjusted"], table["settled"])]
     assert "established" not in verdicts
 
 
-@pytest.fixture
-def exceeding(monkeypatch):
-    """fANOVA replaced by a known null: a shuffle's importance of "near" reaches the observed
-    one with probability 0.045 (just under 0.05), of "far" with 0.3, of "sure" never; so the
-    adaptive scheme is tested in milliseconds, against exactly known true p-values."""
-    def fake_fanova(rows, params, target, trees=importance.FANOVA_TREES):
-        first = target[0]  # a shuffle's first value, uniform over 0..999
-        chance = {"near": 45, "far": 300, "sure": 0}
-        return {p: float(first < chance[p]) for p in params}
-
-    monkeypatch.setattr(importance, "_fanova", fake_fanova)
-    return np.arange(1000.0), dict.fromkeys(("near", "far", "sure"), 1.0)
-
-
-def test_a_p_far_from_the_threshold_is_settled_with_the_first_shuffles(exceeding):
-    target, observed = exceeding
-    result = importance.permutation_test(None, ["far"], target, observed, permutations=200, max_permutations=2000)
-    assert result["far"].permutations == 200 and result["far"].settled
-    assert result["far"].p_low > 0.05
+def hyperband_table(seed: int = 0) -> pd.DataFrame:
+    """Trials at four rungs (fewer at the higher ones, as Hyperband runs them);
+    only dropout moves the objective, and more so with more epochs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for epochs, trials in ((2, 24), (6, 12), (18, 8), (54, 3)):
+        for _ in range(trials):
+            dropout = float(rng.choice(np.round(np.arange(0.1, 0.65, 0.1), 1)))
+            rows.append({"trainer.epochs": epochs, "model.dropout": dropout,
+                         "model.width": float(rng.choice([0.5, 1.0, 2.0])),
+                         "model.filters": [[32, 64, 128], [64, 128, 256]][rng.integers(2)],
+                         "optimizer": "adam",
+                         "best_val_accuracy": 0.5 + 0.3 * dropout * epochs / 54 + rng.normal(0, 1e-4)})
+    return pd.DataFrame(rows)
 
 
-def test_a_p_near_the_threshold_gets_more_shuffles_and_is_unsettled_at_the_cap(exceeding):
-    """A true p of 0.045: at 200 shuffles its range spans 0.05, and even 2,000 cannot tell it
-    from 0.05 (about 90 exceedances: 0.036-0.055), so it is reported unsettled there."""
-    target, observed = exceeding
-    result = importance.permutation_test(None, ["near", "far"], target, observed, permutations=200,
-                                         max_permutations=2000)
-    near = result["near"]
-    assert near.permutations == 2000 and not near.settled
-    assert near.p_low < 0.05 < near.p_high
-    assert result["far"].permutations == 2000  # shared shuffles: every p rests on the same count
-    assert importance.evidence(near.p_value, near.p_value, near.settled) == "unsettled"
-    # The default cap is ten times the first count.
-    assert importance.permutation_test(None, ["near"], target, observed, permutations=50)["near"].permutations == 500
+@pytest.mark.slow  # fANOVA with permutations over many synthetic trials
+def test_importances_per_budget_rank_the_driving_hyperparameter_first():
+    frame = hyperband_table()
+    params = ["trainer.epochs", "model.dropout", "model.width", "model.filters", "optimizer"]
+    result = budget_importances(frame, params, "best_val_accuracy", budget="trainer.epochs")
+    counts = trial_counts(frame, "best_val_accuracy", "trainer.epochs")
+    assert counts == {2: 24, 6: 12, 18: 8, 54: 3}
+    assert sorted(result) == [2, 6, 18]  # 3 trials at 54 epochs are too few
+    for epochs, table in result.items():
+        assert "trainer.epochs" not in set(table["hyperparameter"])
+        assert table.iloc[0]["hyperparameter"] == "model.dropout", (epochs, table)
+        assert table.iloc[0]["importance"] > 0.5
+        assert table["importance"].sum() == pytest.approx(1.0)
+        # One optimizer throughout: nothing to attribute, so no number, listed last.
+        assert table.iloc[-1]["hyperparameter"] == "optimizer" and math.isnan(table.iloc[-1]["importance"])
+        assert (table["trials"] == counts[epochs]).all()
+    assert headline_budget(result, counts) == 18
+    assert headline_budget(result, {**counts, 18: 5}) == 6
 
 
-def test_a_p_of_no_exceedance_is_settled_once_its_range_clears_the_adjustment(exceeding):
-    """No shuffle reaches "sure": with two tests, 0 of 80 (range up to 0.045, adjusted up to
-    0.09) is not yet established beyond doubt; 0 of 160 (up to 0.023, 0.046 adjusted) is."""
-    target, observed = exceeding
-    result = importance.permutation_test(None, ["sure", "far"], target, observed, permutations=20)
-    assert result["sure"].permutations == 160 and result["sure"].settled
-    assert result["sure"].p_value == pytest.approx(1 / 161)
+def test_importances_without_a_budget_pool_all_trials():
+    frame = hyperband_table().query("`trainer.epochs` == 2")
+    # The ranking is what is checked here, so no extra shuffles for the p-values (test_noise_floor.py).
+    result = budget_importances(frame, ["model.dropout", "model.width"], "best_val_accuracy", budget=None,
+                                permutations=20, max_permutations=20)
+    assert list(result) == [None]
+    assert result[None].iloc[0]["hyperparameter"] == "model.dropout"
+    assert budget_importances(frame.head(4), ["model.dropout"], "best_val_accuracy", budget=None) == {}
 
 
-def test_evidence_says_unsettled_only_for_a_testable_p():
-    nan = float("nan")
-    assert importance.evidence(0.04, 0.08, settled=False) == "unsettled"
-    assert importance.evidence(nan, nan, settled=False) == "untestable"
-    assert importance.evidence(0.04, 0.08) == "lead"  # an exact p (an F-test's) is settled
-
-
-def flagged_tables(p_values: dict) -> dict:
-    """{budget: importance table} with dropout's p per budget and width never flagged."""
-    tables = {}
-    for budget, p in p_values.items():
-        values = [p, 0.6]
-        tables[budget] = pd.DataFrame({"hyperparameter": ["dropout", "width"], "p_value": values,
-                                       "p_low": values, "p_high": values, "permutations": 200,
-                                       "settled": True, "p_adjusted": importance.adjusted(values)})
-    return tables
-
-
-def test_a_hyperparameter_flagged_at_budgets_sharing_trials_counts_once():
-    """Hyperband's 3-epoch trials 10-17 continue 1-epoch trials 0-7, so dropout flagged at
-    both budgets is one finding; without the lineage column the report still says so."""
-    tables = flagged_tables({1: 0.01, 3: 0.02, 9: 0.4})
-    frame = pd.DataFrame({"trial_id": [f"{t:04d}" for t in range(18)], "epochs": [1] * 10 + [3] * 8,
-                          "continues": [""] * 10 + [f"{t:04d}" for t in range(8)]})
-    sentence = study_report._shared_lineage(tables, frame, "epochs")
-    assert sentence == (" dropout is named at 1 epoch and 3 epochs, but 8 of the 8 trials at 3 epochs continue "
-                        "a trial at 1 epoch: these budgets are not independent, so this counts as one finding, "
-                        "not corroboration.")
-    unrecorded = study_report._shared_lineage(tables, frame.drop(columns="continues"), "epochs")
-    assert "Hyperband continues trials from lower budgets (the runs do not record which)" in unrecorded
-    assert "counts as one finding" in unrecorded
-    fresh = study_report._shared_lineage(tables, frame.assign(continues=""), "epochs")
-    assert "no trial at 3 epochs continues one at 1 epoch" in fresh
-    # Flagged at one budget only: nothing to say.
-    assert study_report._shared_lineage(flagged_tables({1: 0.01, 3: 0.4}), frame, "epochs") == ""
+def test_a_constant_objective_has_no_importances():
+    frame = hyperband_table().query("`trainer.epochs` == 2").assign(best_val_accuracy=0.7)
+    table = budget_importances(frame, ["model.dropout", "model.width"], "best_val_accuracy", None)[None]
+    assert table["importance"].isna().all()

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from src.analysis import report
+from src.analysis.space_edges import edge_of_space, edge_of_what_was_tried
 from src.tracking import store
 from src.tracking.logged import read_test_classes
 
-from helpers import logged_run
+from helpers.stores import logged_run
 
 N_IMAGES = 1000
 TRUTH = np.random.default_rng(0).integers(0, 10, N_IMAGES)
@@ -26,21 +27,6 @@ def predictions(accuracy: float = 0.7, extra_right: int = 0) -> np.ndarray:
     """Right on the first accuracy * N_IMAGES images, and on `extra_right` more."""
     right = np.arange(N_IMAGES) < int(accuracy * N_IMAGES) + extra_right
     return np.where(right, TRUTH, (TRUTH + 1) % 10)
-
-
-@pytest.fixture(scope="module")
-def uri(tmp_path_factory):
-    """One store for the module (creating one costs seconds); each test has its own experiment."""
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    store.ensure_experiment(uri, "default")
-    yield uri
-    mlflow.set_tracking_uri(previous)
-
-
-@pytest.fixture
-def experiment(uri, request):
-    return uri, store.ensure_experiment(uri, request.node.name)
 
 
 def config_runs(experiment_id, config: str, seeds=(1, 2, 3), extra_right: int = 0, with_predictions=True):
@@ -385,110 +371,18 @@ def test_the_confirmation_figure_draws_each_configurations_mean_over_seeds_and_t
     assert stars == [pytest.approx([3, 0.7]), pytest.approx([3, 0.6])]  # each mean curve's peak
 
 
-def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
-    """A study resumed after a commit: its search ran at two commits (one run tagged only by
-    MLflow itself, as runs were before the project tagged each), its confirmation at one."""
-    from src.analysis import study_report
-
-    uri, experiment_id = experiment
-    parent = logged_run(experiment_id, "study", tags={"study": "resumed", "study_role": "parent", "host": "vm",
-                                                       "git_commits": f"{'a' * 40}-dirty,{'b' * 40}"})
-    for trial, tags in enumerate(({"git_commit": "a" * 40}, {"mlflow.source.git.commit": "a" * 40},
-                                  {"git_commit": "b" * 40, "git_dirty": "true"})):
-        logged_run(experiment_id, f"trial {trial}", parent=parent,
-                   tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags})
-    killed = logged_run(experiment_id, "trial 2", parent=parent, tags={"study": "resumed", "study_role": "trial",
-                                                                        "trial_id": "0002", "git_commit": "a" * 40})
-    mlflow.MlflowClient().set_terminated(killed, "KILLED")  # stopped by a session's end, run again on resume
-    logged_run(experiment_id, "confirm", parent=parent,
-               tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm",
-                     "cpu": "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"})
-    client = store.client(uri)
-    text = "\n".join(study_report.history_lines(client, client.get_run(parent)))
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
-    assert "aaaaaaa, bbbbbbb (uncommitted changes)" in rows["search"] and "| 3 (+1 stopped) |" in rows["search"]
-    assert "| bbbbbbb | vm (AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16) |" \
-        in rows["confirmation"]
-    assert "aaaaaaa (uncommitted changes), bbbbbbb |" in rows["whole study (parent run)"]
+# The next step's advice from the edge flags (search-space entries as in test_space_edges.py).
+WIDTH = {"key": "model.width", "type": "choice", "values": [0.5, 1.0, 2.0]}
+DROPOUT = {"key": "model.dropout", "type": "float", "min": 0.1, "max": 0.6, "step": 0.1}
 
 
-def test_a_p_value_that_clears_only_before_counting_the_tests_is_named_a_lead():
-    """Four hyperparameters tested at a budget: filters2's p of 0.001 survives the adjustment,
-    dropout's 0.03 does not (Benjamini-Hochberg: 0.03 * 4 / 2 = 0.06), and the headline says so."""
-    from src.analysis import importance, study_report
+def test_the_advice_tells_a_widening_from_an_untried_value():
+    from src.analysis.study_report import next_step
 
-    p_values = [0.001, 0.03, 0.4, 0.8]
-    assert importance.adjusted(p_values) == pytest.approx([0.004, 0.06, 0.5333333, 0.8])
-    assert importance.adjusted([0.01, float("nan")])[0] == pytest.approx(0.01)  # NaN: not a test
-    table = pd.DataFrame({"hyperparameter": ["filters2", "dropout", "filters1", "filters3"],
-                          "importance": [0.6, 0.2, 0.1, 0.1], "importance_low": [0.3, 0.05, 0.0, 0.0],
-                          "importance_high": [0.8, 0.5, 0.3, 0.3], "p_value": p_values,
-                          "p_low": [0.0, 0.02, 0.3, 0.7], "p_high": [0.003, 0.042, 0.5, 0.9], "permutations": 2000,
-                          "settled": True, "p_adjusted": importance.adjusted(p_values)})
-    headline = study_report.importance_headline(table, 8, "20 epochs", "val_accuracy")
-    assert headline.startswith("What matters at 20 epochs (statistic: the fANOVA importance of the hyperparameter, "
-                               "against the objective shuffled across trials; 8 trials, permutation p < 0.05 after "
-                               "counting the 4 hyperparameters tested, Benjamini-Hochberg): filters2 0.60 (95 % "
-                               "0.30-0.80, p = 0.001 (Monte Carlo 95 % 0.000-0.003, 2000 shuffles), 0.004 adjusted).")
-    assert (" A lead to confirm, not an established effect (p < 0.05 only before that count): dropout 0.20 "
-            "(95 % 0.05-0.50, p = 0.030 (Monte Carlo 95 % 0.020-0.042, 2000 shuffles), 0.060 adjusted).") in headline
-    assert headline.endswith(" Not distinguishable from noise: filters1, filters3.")
-    # Only leads: nothing is said to matter.
-    only_leads = table.assign(p_value=[0.03, 0.04, 0.4, 0.8], p_adjusted=importance.adjusted([0.03, 0.04, 0.4, 0.8]))
-    headline = study_report.importance_headline(only_leads, 8, "20 epochs", "val_accuracy")
-    assert headline.startswith("At 20 epochs no hyperparameter's effect is established above the noise in 8 trials "
-                               "once the 4 hyperparameters tested are counted")
-    assert "What matters" not in headline and "A lead to confirm" in headline
-    # A verdict the Monte Carlo range leaves in doubt is named as unsettled, neither a lead nor noise.
-    unsettled = table.assign(settled=[True, False, True, True])
-    headline = study_report.importance_headline(unsettled, 8, "20 epochs", "val_accuracy")
-    assert "A lead to confirm" not in headline
-    assert (" Unsettled (the p-value's Monte Carlo range spans a threshold even after the extra shuffles, so more "
-            "shuffles could change the verdict): dropout 0.20") in headline
-    assert headline.endswith(" Not distinguishable from noise: filters1, filters3.")
-
-
-def test_one_rule_says_what_a_test_established():
-    """importance.evidence is the rule the headline, the other budgets' notes and the F-tests'
-    verdicts share: established only after the count, a lead before it, else noise."""
-    from src.analysis import importance
-
-    nan = float("nan")
-    assert importance.evidence(0.001, 0.004) == "established"
-    assert importance.evidence(0.03, 0.06) == "lead"
-    assert importance.evidence(0.4, 0.53) == "noise"
-    assert importance.evidence(0.05, 0.05) == "noise"  # the boundary is excluded, as p < 0.05 says
-    assert importance.evidence(nan, nan) == "untestable"
-    assert importance.evidence(0.01, nan) == "lead"  # an unadjusted p never establishes on its own
-    assert importance.evidence(0.03, 0.06, settled=False) == "unsettled"  # Monte Carlo error spans a verdict
-
-
-def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
-    """src.report during a study (or after one stopped before its final model): the Study section
-    names the best trial so far, not 'trial None ... test accuracy nan'."""
-    from src.analysis import study_report
-
-    uri, experiment_id = experiment
-    frame = pd.DataFrame({"epochs_trained": [3, 20], "seconds": [60.0, 900.0]})
-    running = logged_run(experiment_id, "study", tags={"study": "running", "study_role": "parent"},
-                         params={"tuner.kind": "hyperband", "best.dropout": "0.1", "best.filters2": "128"})
-    client = store.client(uri)
-    text = "\n".join(study_report.settings_lines(client.get_run(running), frame))
-    assert "- winner: not chosen yet (the study has not reached its final model); the search's best: " \
-           "dropout=0.1, filters2=128" in text
-    winner = next(line for line in text.splitlines() if line.startswith("- winner"))
-    assert "None" not in winner and "nan" not in winner
-    ended = logged_run(experiment_id, "study", tags={"study": "ended", "study_role": "parent"},
-                       params={"tuner.kind": "hyperband", "best.dropout": "0.1", "final.trial_id": "0025",
-                               "final.hp.dropout": "0.3", "final.mode": "checkpoint"},
-                       metrics={"test_accuracy": 0.7})  # the confirmed candidate, not the search's best
-    text = "\n".join(study_report.settings_lines(client.get_run(ended), frame))
-    assert "- winner: trial 0025, hyperparameters dropout=0.3; final model: `checkpoint` (its best-epoch " \
-           "checkpoint); test accuracy 0.7000" in text
-    lost = logged_run(experiment_id, "study", tags={"study": "lost", "study_role": "parent", "confirm_winner": "baseline"},
-                      params={"tuner.kind": "hyperband", "final.trial_id": "0025", "final.hp.dropout": "0.3",
-                              "final.mode": "checkpoint"}, metrics={"test_accuracy": 0.7})
-    text = "\n".join(study_report.settings_lines(client.get_run(lost), frame))
-    assert "- best searched configuration: trial 0025 (the baseline configuration beat it in the confirmation), " \
-           "hyperparameters dropout=0.3; final model: `checkpoint`" in text
-    assert "- winner" not in text
+    untried = edge_of_what_was_tried(0.5, [0.0, 0.3, 0.5], {**DROPOUT, "min": 0.0}, "dropout")
+    at_edge = edge_of_space(2.0, WIDTH)
+    assert next_step(None, [untried], []) == ("search the values the space offers beyond the winner's that no "
+                                              "trial drew (dropout).")
+    assert next_step(None, [at_edge], []) == "widen the space where the winner sits at its edge (model.width)."
+    assert next_step(None, [at_edge], [], "best candidate") == ("widen the space where the best candidate sits at "
+                                                               "its edge (model.width).")
