@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+import mlflow
 import numpy as np
 import pandas as pd
 
@@ -31,6 +32,7 @@ from src.analysis import compare, pairing, run_report, stats, study_importance, 
 from src.config import ProjectError
 from src.config.paths import PROJECT_ROOT
 from src.config.schema import is_hyperparameter
+from src.tracking import disk, reconcile
 from src.tracking.store import check_sqlite_store, child_runs, resolve_uri, sqlite_path
 from src.tracking.store import client as store_client
 
@@ -241,7 +243,7 @@ def comparison_section(client, selection: Selection, frame: pd.DataFrame, board:
 
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    """The command line, checked; nothing read or written (tests/test_docs.py parses the docs' commands)."""
+    """The command line, checked; nothing read or written (tests/docs/test_parsed_commands.py parses the docs' commands)."""
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.splitlines()[0])
     parser.add_argument("selector", nargs="?", help="a study, a sweep, a parent run id or an experiment name "
                         "(the first that matches)")
@@ -280,8 +282,6 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list] = None) -> None:
     """`python -m src.report`: a full disk while it writes is one line (src/tracking/disk.py), as for src.run."""
-    from src.tracking import disk
-
     args = parse_args(argv)
     disk.quiet_upstream_tracebacks()
     out = Path(args.out) if args.out else PROJECT_ROOT / "experiments"
@@ -297,10 +297,6 @@ def report(args) -> None:
     chosen = [(kind, getattr(args, kind)) for kind in SELECTOR_KINDS if getattr(args, kind)]
     if not logging.getLogger().handlers:  # run as a command: say what it does on the console
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    import mlflow
-
-    from src.tracking import reconcile
 
     uri = resolve_uri(args.tracking_uri)
     path = sqlite_path(uri)

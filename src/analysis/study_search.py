@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from src.analysis import compare, confirmation
+from src.config import tuner_kinds
 from src.tracking.runs import commit_labels, commits_phrase
 from src.tracking.store import child_runs
 
@@ -51,10 +52,11 @@ def study_trials(client, parent) -> StudyTrials:
                       role="trial")
     logged_names = {c[len("params.hp."):] for c in runs.columns if c.startswith("params.hp.") and "/" not in c}
     names = [n for n in space if n in logged_names] + sorted(logged_names - set(space))
-    budget = "epochs" if params.get("tuner.kind") == "hyperband" and "params.hp.tuner/epochs" in runs else None
+    budget_param = tuner_kinds.of(params.get("tuner.kind")).budget_param  # Hyperband's tuner/epochs
+    budget = "epochs" if budget_param and f"params.hp.{budget_param}" in runs else None
     columns = {name: f"hp.{name}" for name in names}
     if budget:
-        columns[budget] = "hp.tuner/epochs"
+        columns[budget] = f"hp.{budget_param}"
     frame = compare.runs_frame(runs, columns)
     if f"metrics.{objective}" in runs:  # runs_frame has the accuracy summaries, not every objective
         frame[objective] = runs[f"metrics.{objective}"].to_numpy(dtype=float)
@@ -89,9 +91,7 @@ def settings_lines(parent, frame: pd.DataFrame) -> List[str]:
     """A study's settings and the budget it spent (`frame`: its trials, as the report tabulates them)."""
     p, m = parent.data.params, parent.data.metrics
     kind = p.get("tuner.kind")
-    budget = (f"max_epochs={p.get('tuner.max_epochs')}, factor={p.get('tuner.factor')}, "
-              f"hyperband_iterations={p.get('tuner.hyperband_iterations')}" if kind == "hyperband"
-              else f"max_trials={p.get('tuner.max_trials')}")
+    budget = tuner_kinds.of(kind).describe_settings(p)
     epochs = int(np.nansum(frame["epochs_trained"]))
     hours = np.nansum(frame["seconds"]) / 3600
     space = ", ".join(sorted(k[len("tuner.search_space."):-len(".key")] for k in p

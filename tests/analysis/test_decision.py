@@ -152,29 +152,3 @@ def test_a_candidate_far_behind_on_validation_stops_and_a_close_one_does_not():
     two = table([("trial 1", 42, 0.700), ("trial 1", 43, 0.701), ("trial 2", 42, 0.690), ("trial 2", 43, 0.691)])
     assert list(decision.hopeless(two, looks=2)) == ["trial 2"]
     assert decision.hopeless(table([("trial 1", 42, 0.7), ("baseline", 42, 0.1)]), looks=2) == {}
-
-
-def test_the_first_look_trains_a_hopeless_candidate_no_further(monkeypatch):
-    from types import SimpleNamespace
-
-    from src.jobs import confirm
-
-    # Seed noise of about 0.6 points; trial 2 trails by 1 point (inside it), trial 3 by 10.
-    accuracy = {"trial 1": 0.70, "trial 2": 0.69, "trial 3": 0.60, "baseline": 0.65}
-    trained = []
-
-    def fake_train(cfg, wanted, *args):
-        for candidate, seed in wanted:
-            trained.append((candidate.label, seed))
-        return {(label, seed): SimpleNamespace(data=SimpleNamespace(metrics={
-            "best_val_accuracy": accuracy[label] + (0.0, 0.008, -0.004)[seed - 42], "test_accuracy": accuracy[label]}),
-            info=SimpleNamespace(run_id=f"{label}-{seed}")) for label, seed in trained}
-
-    monkeypatch.setattr(confirm, "_train_missing", fake_train)
-    monkeypatch.setattr(confirm.mlflow, "set_tag", lambda *args: None)
-    chosen = [confirm.Candidate(label, {}, 20) for label in accuracy]
-    done, dropped = confirm._first_look(None, chosen, [42, 43, 44], None, {}, "0", "parent")
-    assert list(dropped) == ["trial 3"]
-    assert [seed for label, seed in trained if label == "trial 3"] == [42]  # stopped after its first seed
-    assert all([seed for label, seed in trained if label == other] == [42, 43, 44]
-               for other in ("trial 1", "trial 2", "baseline"))

@@ -87,3 +87,29 @@ def test_confirmation_runs_are_children_of_the_study_and_a_resume_repeats_none(s
     confirms_after = [r for r in client.search_runs([experiment], max_results=1000)
                       if r.data.tags.get("study_role") == "confirm"]
     assert sorted(r.info.run_id for r in confirms_after) == sorted(r.info.run_id for r in confirms)
+
+
+def test_the_first_look_trains_a_hopeless_candidate_no_further(monkeypatch):
+    from types import SimpleNamespace
+
+    from src.jobs import confirm
+
+    # Seed noise of about 0.6 points; trial 2 trails by 1 point (inside it), trial 3 by 10.
+    accuracy = {"trial 1": 0.70, "trial 2": 0.69, "trial 3": 0.60, "baseline": 0.65}
+    trained = []
+
+    def fake_train(stage, wanted):
+        for candidate, seed in wanted:
+            trained.append((candidate.label, seed))
+        return {(label, seed): SimpleNamespace(data=SimpleNamespace(metrics={
+            "best_val_accuracy": accuracy[label] + (0.0, 0.008, -0.004)[seed - 42], "test_accuracy": accuracy[label]}),
+            info=SimpleNamespace(run_id=f"{label}-{seed}")) for label, seed in trained}
+
+    monkeypatch.setattr(confirm.ConfirmStage, "train_missing", fake_train)
+    monkeypatch.setattr(confirm.mlflow, "set_tag", lambda *args: None)
+    chosen = [confirm.Candidate(label, {}, 20) for label in accuracy]
+    done, dropped = confirm.ConfirmStage(study=None).first_look(chosen, [42, 43, 44])
+    assert list(dropped) == ["trial 3"]
+    assert [seed for label, seed in trained if label == "trial 3"] == [42]  # stopped after its first seed
+    assert all([seed for label, seed in trained if label == other] == [42, 43, 44]
+               for other in ("trial 1", "trial 2", "baseline"))
