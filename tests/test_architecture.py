@@ -25,7 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
-from helpers import PROJECT_ROOT
+from helpers.paths import PROJECT_ROOT
 
 LAYERS = ["config", "core", "tracking", "analysis", "jobs", "benchmarks"]
 ENTRY_POINTS = {"run", "report", "predict", "bench"}

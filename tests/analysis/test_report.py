@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from helpers import call_here, make_synthetic_cifar, once_per_session, run_here
+from helpers.cifar import make_synthetic_cifar
+from helpers.commands import call_here, run_here
+from helpers.session import once_per_session
 
 TINY = ("trainer.epochs=2", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from src.config import ConfigError, register
 
-from helpers import composed
+from helpers.configs import composed
 
 register()
 

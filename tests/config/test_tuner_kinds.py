@@ -6,7 +6,7 @@ import pytest
 
 from src.config import ConfigError, TunerKind, register, tuner_kinds
 
-from helpers import composed
+from helpers.configs import composed
 
 register()
 

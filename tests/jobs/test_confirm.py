@@ -9,7 +9,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_cli, run_here
+from helpers.commands import run_cli, run_here
 
 TOP_K, SEEDS, MAX_SEEDS = 2, 2, 3
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from helpers import TINY, run_cli, run_here, sweep_runs
+from helpers.commands import run_cli, run_here
+from helpers.sweeps import TINY, sweep_runs
 
 
 @pytest.mark.slow  # a multirun of four jobs (joblib: in processes)

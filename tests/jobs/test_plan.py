@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from src.config import register
 
-from helpers import composed
+from helpers.configs import composed
 
 register()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import RAY_MISSING, ray_multirun
+from helpers.sweeps import RAY_MISSING, ray_multirun
 
 pytestmark = [
     pytest.mark.slow,  # starts a Ray cluster's processes

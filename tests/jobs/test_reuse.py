@@ -9,7 +9,8 @@ import pytest
 
 from src.tracking import store
 
-from helpers import composed, run_here
+from helpers.commands import run_here
+from helpers.configs import composed
 
 
 def splits_of(seed: int = 0):

@@ -10,7 +10,7 @@ import pytest
 from src.config import ConfigError, register
 from src.jobs import state
 
-from helpers import study_config
+from helpers.configs import study_config
 
 register()
 

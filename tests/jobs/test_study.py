@@ -15,7 +15,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_here, start_cli
+from helpers.commands import run_here, start_cli
 
 # The confirmation stage has its own tests (test_confirm.py); these check the search.
 TINY = ("trainer.verbose=0", "model.filters=[8,16]", "model.dense_units=[16]", "trainer.batch_size=32",

@@ -14,7 +14,7 @@ import pytest
 
 from src.tracking import store
 
-from helpers import run_cli, run_here
+from helpers.commands import run_cli, run_here
 
 TRIALS = 4
 

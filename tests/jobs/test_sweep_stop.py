@@ -22,7 +22,9 @@ import time
 import psutil
 import pytest
 
-from helpers import RAY_MISSING, all_runs, processes_using, run_here, start_cli, stop
+from helpers.commands import run_here, start_cli
+from helpers.stores import all_runs
+from helpers.sweeps import RAY_MISSING, processes_using, stop
 
 TINY = ("trainer.batch_size=4", "tracking.log_model=false", "trainer.verbose=0", "model.filters=[8,16]",
         "model.dense_units=[16]")

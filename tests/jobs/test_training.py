@@ -12,7 +12,7 @@ from src.jobs import training
 from src.tracking import store
 from src.tracking.runs import tracked_run
 
-from helpers import composed
+from helpers.configs import composed
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from src.config import TunerKind, tuner_kinds
 from src.jobs import tuner
 
-from helpers import composed
+from helpers.configs import composed
 
 
 def test_every_tuner_kind_has_its_tracked_keras_tuner_class():

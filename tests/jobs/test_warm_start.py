@@ -7,7 +7,8 @@ import pytest
 from src.config import ConfigError
 from src.tracking import store
 
-from helpers import composed, run_here
+from helpers.commands import run_here
+from helpers.configs import composed
 
 
 def test_the_baseline_configuration_by_hyperparameter_name():

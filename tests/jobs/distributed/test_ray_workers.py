@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from test_workers import KILL, check_killed_trial_rerun_once, kill_one_worker, study_runs
 
-from helpers import TINY_STUDY, processes_using, run_cli, stop
+from helpers.commands import run_cli
+from helpers.sweeps import TINY_STUDY, processes_using, stop
 
 pytestmark = [
     pytest.mark.slow,  # starts a Ray cluster's processes

@@ -12,7 +12,7 @@ from src.config import ConfigError, register
 from src.jobs import state
 from src.tracking import store
 
-from helpers import composed, study_config
+from helpers.configs import composed, study_config
 
 register()
 

@@ -15,7 +15,8 @@ import pytest
 
 from src.tracking import store
 
-from helpers import TINY_STUDY, run_cli, start_cli
+from helpers.commands import run_cli, start_cli
+from helpers.sweeps import TINY_STUDY
 
 pytestmark = pytest.mark.slow  # every test starts src.run processes (a chief and its workers)
 
