@@ -1,7 +1,7 @@
 """What every step of a study shares: one object instead of 7-8 arguments per step."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -20,7 +20,7 @@ class StudyContext:
     client: MlflowClient
     directory: Path  # keras-tuner's saved state
     tags: Dict[str, str]  # carried by every run of the study (`study`, and a sweep's tags)
-    overrides: List[str] = field(default_factory=list)
+    overrides: Optional[List[str]] = None  # the command line's (None: this process's own argv)
     run_id: Optional[str] = None  # the study's MLflow run, once opened
 
     @property

@@ -61,7 +61,7 @@ class Study:
                  tags: Optional[Mapping[str, str]] = None, parent_run_id: Optional[str] = None):
         study_tags = {"study": cfg.tuner.project_name, **{k: v for k, v in (tags or {}).items() if k.startswith("sweep")}}
         self.context = StudyContext(cfg, job.splits, job.uri, job.experiment_id, store.client(job.uri),
-                                    state_dir(cfg), study_tags, list(overrides or []))
+                                    state_dir(cfg), study_tags, overrides)
         self.job, self.config_yaml, self.extra_tags, self.parent_run_id = job, config_yaml, dict(tags or {}), parent_run_id
 
     def run(self) -> float:

@@ -15,7 +15,7 @@ from typing import Iterator, Mapping
 import keras_tuner
 import mlflow
 
-from src.core import memory
+from src.core import interrupt, memory
 from src.tracking import disk
 from src.tracking.runs import tracked_run
 from src.tracking.store import child_runs
@@ -32,8 +32,9 @@ def trial_name(trial_id: str, values: Mapping) -> str:
 
 
 def finished_before(tuner, trial) -> bool:
-    """True, with keras-tuner's oracle given the recorded score, when this trial's child run is
-    already FINISHED in MLflow: its training, checkpoint and record are complete, so it is
+    """True, with keras-tuner's oracle given the recorded score (unless it holds it already: a
+    kill after keras-tuner saved the score, before it ended the trial), when this trial's child
+    run is already FINISHED in MLflow: its training, checkpoint and record are complete, so it is
     reported again, not trained again, and stays FINISHED exactly once."""
     objective = tuner.oracle.objective.name
     parent = tuner.parent_run_id or mlflow.active_run().info.run_id
@@ -44,9 +45,11 @@ def finished_before(tuner, trial) -> bool:
     if not done:
         return False
     score = done[-1].data.metrics[f"best_{objective}"]
+    interrupt.defer()  # held until on_trial_end has saved it, as after a trial that trains
     log.info("[study] %s already finished in MLflow (run %s): reusing %s %.4f",
              trial_name(trial.trial_id, trial.hyperparameters.values), done[-1].info.run_id, objective, score)
-    tuner.oracle.update_trial(trial.trial_id, {objective: score})
+    if not tuner.oracle.get_trial(trial.trial_id).metrics.exists(objective):  # as keras-tuner's own path checks
+        tuner.oracle.update_trial(trial.trial_id, {objective: score})
     return True
 
 

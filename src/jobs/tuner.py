@@ -83,8 +83,10 @@ class TrackedTrials:
     def run_trial(self, trial, *args, **kwargs):
         values, objective = dict(trial.hyperparameters.values), self.oracle.objective.name
         started = time.perf_counter()
+        # Signals are held from the end of its work until on_trial_end has saved the trial in keras-tuner's
+        # state: a trial FINISHED in MLflow but not saved would run again on resume.
         with tracked_run(trial_name(trial.trial_id, values), self.trial_tags(trial), nested=True,
-                         parent_run_id=self.parent_run_id):
+                         parent_run_id=self.parent_run_id, hold_signals_at_end=True):
             mlflow.log_params({f"hp.{key}": value for key, value in values.items()})
             histories = super().run_trial(trial, *args, **kwargs)
             pick = min if self.oracle.objective.direction == "min" else max
@@ -108,12 +110,10 @@ class TrackedTrials:
     def _run_and_update_trial(self, trial, *args, **kwargs):
         interrupt.check()  # a stop between two trials
         if trial_seams.finished_before(self, trial):  # a killed process finished it in MLflow
-            return interrupt.defer()
-        trial_seams.refuse_if_too_big(self, trial)  # recorded FAILED; keras-tuner goes on
+            return
         with trial_seams.full_disk_stops_the_search():
-            result = super()._run_and_update_trial(trial, *args, **kwargs)
-        interrupt.defer()  # until on_trial_end has saved the trial, or a resume would run it again
-        return result
+            trial_seams.refuse_if_too_big(self, trial)  # recorded FAILED; keras-tuner goes on
+            return super()._run_and_update_trial(trial, *args, **kwargs)
 
     def on_trial_end(self, trial):
         try:

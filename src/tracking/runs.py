@@ -111,8 +111,12 @@ HEARTBEAT = Heartbeat()
 @contextmanager
 def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]] = None,
                 nested: bool = False, experiment_id: Optional[str] = None,
-                parent_run_id: Optional[str] = None, run_id: Optional[str] = None) -> Iterator[mlflow.ActiveRun]:
+                parent_run_id: Optional[str] = None, run_id: Optional[str] = None,
+                hold_signals_at_end: bool = False) -> Iterator[mlflow.ActiveRun]:
     """A run that always ends: FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM.
+    `hold_signals_at_end`: from the moment its work is done, Ctrl-C and SIGTERM are held
+    (`interrupt.defer`) until the caller releases them, so that what must follow a FINISHED
+    run (a trial saved by keras-tuner) is not cut off.
     With `run_id`, an existing run is reopened (a resumed study). Every run carries the commit
     its process runs (tag `git_commit`); a reopened run also keeps each commit it ran at
     (`git_commits`), so a resume that mixed code changes into a study is on record."""
@@ -133,6 +137,8 @@ def tracked_run(run_name: Optional[str] = None, tags: Optional[Mapping[str, str]
     HEARTBEAT.add(run.info.run_id)
     try:
         yield run
+        if hold_signals_at_end:
+            interrupt.defer()
         interrupt.check()  # a Ctrl-C that Python dropped still ends the run KILLED
     except KeyboardInterrupt as stop:
         release_interrupted_frames(stop)

@@ -191,3 +191,36 @@ def test_a_reopened_run_keeps_why_it_was_closed_as_history(tracking_uri, experim
     with runs.tracked_run(run_id=run.info.run_id):  # a clean resume changes nothing
         pass
     assert _only_run(tracking_uri, experiment).data.tags["closed_earlier"] == tags["closed_earlier"]
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_run_that_holds_signals_at_its_end_is_finished_before_the_signal_stops_it(hold, tracking_uri, experiment,
+                                                                                     monkeypatch):
+    """A trial holds SIGTERM from the end of its work until keras-tuner has saved it: a signal
+    landing while the run's FINISHED is written waits, and is raised when released."""
+    import signal
+
+    from src.core import interrupt
+
+    real = mlflow.MlflowClient.set_terminated
+
+    def signal_while_ending(self, run_id, status=None, end_time=None):
+        interrupt._on_signal(signal.SIGTERM, None)  # what the handler does when SIGTERM lands here
+        return real(self, run_id, status, end_time)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_terminated", signal_while_ending)
+    interrupt.reset()
+    try:
+        if hold:
+            with runs.tracked_run("held", experiment_id=experiment, hold_signals_at_end=True):
+                pass
+            assert _only_run(tracking_uri, experiment).info.status == "FINISHED"
+            with pytest.raises(KeyboardInterrupt):
+                interrupt.undefer()  # released once the trial is saved: the stop goes on
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                with runs.tracked_run("not held", experiment_id=experiment):
+                    pass
+            assert _only_run(tracking_uri, experiment).info.status == "RUNNING"  # cut off mid-end: reconcile's
+    finally:
+        interrupt.reset()
