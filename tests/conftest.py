@@ -25,6 +25,8 @@ for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
 # about a minute a budget on a Zen 3; the suite's reports check what is reported, not the p-values' calibration
 # (tests/analysis/test_noise_floor.py does that with its own counts).
 os.environ.setdefault("REPORT_RESAMPLES", "20")
+# ... and fANOVA's forest fits dominate them (a report test spent 103 of its 114 s in 446 fits of 64 trees).
+os.environ.setdefault("REPORT_FANOVA_TREES", "16")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ importance tables (`importance`, `noise_floor`) and optuna's figures (`study_fig
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Collection
 from typing import Any, Dict, List, Optional
 
@@ -20,15 +21,17 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Each shuffled or resampled importance is scored by the same evaluator as the reported one
 # (optuna's fANOVA, 64 trees, fixed seed), so the p-value compares like with like: ~0.14 s a fit
 # on a Zen 3, so 400 fits take about a minute per budget (and up to 5 more where p needs 2,000 shuffles).
-FANOVA_TREES = 64
+# REPORT_FANOVA_TREES lowers it for a quick look (the test suite's reports use 16, ~3x faster a fit);
+# a permutation p-value stays valid for any number of trees, since the shuffles use the same evaluator.
+FANOVA_TREES = int(os.environ.get("REPORT_FANOVA_TREES", "64"))
 
 
 def importances(rows: pd.DataFrame, params: List[str], target: np.ndarray,
-                trees: int = FANOVA_TREES) -> Dict[str, float]:
+                trees: Optional[int] = None) -> Dict[str, float]:
     """{parameter: fANOVA importance of `target` over `rows`}, summing to 1 (seed 0: reruns agree)."""
     # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
     return optuna.importance.get_param_importances(
-        optuna_study(rows, params, target), evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees),
+        optuna_study(rows, params, target), evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees or FANOVA_TREES),
         params=params)
 
 

@@ -34,7 +34,7 @@ def trial_counts(frame: pd.DataFrame, objective: str, budget: Optional[str]) -> 
 
 def budget_importances(frame: pd.DataFrame, params: List[str], objective: str, budget: Optional[str],
                        min_trials: int = 6, permutations: int = PERMUTATIONS,
-                       bootstraps: int = BOOTSTRAPS, trees: int = fanova.FANOVA_TREES,
+                       bootstraps: int = BOOTSTRAPS, trees: Optional[int] = None,
                        max_permutations: Optional[int] = None) -> Dict[Hashable, pd.DataFrame]:
     """fANOVA importances of `params` for `objective`, one table per budget.
 

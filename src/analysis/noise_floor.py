@@ -47,7 +47,7 @@ class NoiseFloor:
 
 
 def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permutations: int = PERMUTATIONS,
-                bootstraps: int = BOOTSTRAPS, seed: int = 0, trees: int = fanova.FANOVA_TREES,
+                bootstraps: int = BOOTSTRAPS, seed: int = 0, trees: Optional[int] = None,
                 max_permutations: Optional[int] = None) -> Dict[str, NoiseFloor]:
     """{hyperparameter: NoiseFloor} of its fANOVA importance.
 
@@ -78,7 +78,7 @@ def noise_floor(rows: pd.DataFrame, params: List[str], target: np.ndarray, permu
 
 def permutation_test(rows: pd.DataFrame, params: List[str], target: np.ndarray, observed: Dict[str, float],
                      permutations: int = PERMUTATIONS, max_permutations: Optional[int] = None, seed: int = 0,
-                     trees: int = fanova.FANOVA_TREES) -> Dict[str, NoiseFloor]:
+                     trees: Optional[int] = None) -> Dict[str, NoiseFloor]:
     """Permutation p-values of `observed` importances, each with its Monte Carlo range.
 
     Starts with `permutations` shuffles; while some hyperparameter's verdict (`evidence` of its
