@@ -12,7 +12,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,7 @@ def history_lines(client, parent) -> List[str]:
     """When and where each stage ran, from its runs: a study resumed across sessions (or
     machines) shows each commit and host it ran at, so a resume that mixed code changes into
     the study is on record."""
-    rows = []
+    rows, total_images = [], 0
     for role, stage in (("trial", "search"), ("confirm", "confirmation")):
         runs = child_runs(client, parent.info.experiment_id, parent.info.run_id, role=role)
         if not runs:
@@ -151,12 +151,16 @@ def history_lines(client, parent) -> List[str]:
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         statuses = [r.info.status for r in runs]
         stopped = sum(s in ("KILLED", "FAILED") for s in statuses)
+        trained, reused = _training_images(runs)
+        total_images += trained
         rows.append({"stage": stage, "runs": f"{statuses.count('FINISHED')}"
                      + (f" (+{stopped} stopped)" if stopped else "")
                      + (f" (+{statuses.count('RUNNING')} running)" if "RUNNING" in statuses else ""),
                      "first start": _when(min(starts)) if starts else "",
                      "last end": _when(max(ends)) if ends else "", "span (h)": f"{span:.2f}",
-                     "training runs' time (h)": f"{busy / 3.6e6:.2f}", "commits": ", ".join(commits),
+                     "training runs' time (h)": f"{busy / 3.6e6:.2f}",
+                     "training images": f"{trained:,}" + (f" (+{reused:,} reused)" if reused else ""),
+                     "commits": ", ".join(commits),
                      "hosts": ", ".join(hosts)})
     if not rows:
         return []
@@ -166,14 +170,32 @@ def history_lines(client, parent) -> List[str]:
                  "first start": _when(info.start_time) if info.start_time else "",
                  "last end": _when(ended) if ended else "(running)" if info.status == "RUNNING" else "",
                  "span (h)": f"{(ended - info.start_time) / 3.6e6:.2f}" if ended and info.start_time else "",
-                 "training runs' time (h)": "", "commits": ", ".join(commit_labels(parent)) or "?",
+                 "training runs' time (h)": "", "training images": f"{total_images:,}",
+                 "commits": ", ".join(commit_labels(parent)) or "?",
                  "hosts": _host(parent)})
     return ["### Stages, commits and hosts", "",
             "Read from the study's runs (the commits each ran at, its `host` and `cpu` tags). The span includes the time a "
             "study was stopped between sessions; the runs' time does not. Runs counts the finished ones, those stopped "
             "(killed, which a resume runs again, or failed) and those running; the stopped runs' time is in the "
-            "runs' time.", "",
+            "runs' time. Training images are the finished runs' epochs times their training set; a stopped run's "
+            "are not on record, and a run taken from the store (tag `reused_from`) trained nothing here: its images "
+            "are counted apart, as reused.", "",
             compare.markdown_table(pd.DataFrame(rows)), ""]
+
+
+def _training_images(runs) -> Tuple[int, int]:
+    """(images the finished runs trained on, epochs times their training set; those of the runs
+    taken from the store instead of trained, tag `reused_from`)."""
+    trained = reused = 0
+    for run in runs:
+        epochs, images = run.data.metrics.get("epochs_trained"), run.data.params.get("data.train_images")
+        if run.info.status != "FINISHED" or epochs is None or images is None:
+            continue
+        if "reused_from" in run.data.tags:
+            reused += int(epochs) * int(images)
+        else:
+            trained += int(epochs) * int(images)
+    return trained, reused
 
 
 def _when(milliseconds: int) -> str:

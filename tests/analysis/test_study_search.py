@@ -21,13 +21,17 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
     for trial, tags in enumerate(({"git_commit": "a" * 40}, {"mlflow.source.git.commit": "a" * 40},
                                   {"git_commit": "b" * 40, "git_dirty": "true"})):
         logged_run(experiment_id, f"trial {trial}", parent=parent,
-                   tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags})
+                   tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags},
+                   params={"data.train_images": 900}, metrics={"epochs_trained": trial + 1})
     killed = logged_run(experiment_id, "trial 2", parent=parent, tags={"study": "resumed", "study_role": "trial",
                                                                         "trial_id": "0002", "git_commit": "a" * 40})
     mlflow.MlflowClient().set_terminated(killed, "KILLED")  # stopped by a session's end, run again on resume
-    logged_run(experiment_id, "confirm", parent=parent,
-               tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm",
-                     "cpu": "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"})
+    cpu = "AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16"
+    for name, extra in (("confirm", {}), ("confirm reused", {"reused_from": "f" * 32})):
+        logged_run(experiment_id, name, parent=parent,
+                   tags={"study": "resumed", "study_role": "confirm", "git_commit": "b" * 40, "host": "vm", "cpu": cpu,
+                         **extra},
+                   params={"data.train_images": 900}, metrics={"epochs_trained": 5})
     client = store.client(uri)
     text = "\n".join(study_search.history_lines(client, client.get_run(parent)))
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
@@ -35,6 +39,10 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
     assert "| bbbbbbb | vm (AMD EPYC, family 25 model 1, 2 CPUs, avx2 fma; no avx512f avx512_bf16 amx_bf16) |" \
         in rows["confirmation"]
     assert "aaaaaaa (uncommitted changes), bbbbbbb |" in rows["whole study (parent run)"]
+    # Training images: the finished trials' 1 + 2 + 3 epochs of 900 images (the killed one's are not on
+    # record); the confirmation's own run, and the reused one apart; the whole study, what it trained.
+    assert "| 5,400 |" in rows["search"] and "| 4,500 (+4,500 reused) |" in rows["confirmation"]
+    assert "| 9,900 |" in rows["whole study (parent run)"]
 
 
 def test_a_study_reported_while_it_runs_has_no_winner_yet(experiment):
