@@ -5,7 +5,8 @@ the study confirms.
 The time spent is the study's own runs' wall time in MLflow (its trials and confirmation runs,
 whatever session ran them), so a resumed study counts what earlier sessions spent. The
 confirmation's need is its expected epochs under the deciding rule (`plan.plan`) at the
-seconds per epoch the finished trials took here. keras-tuner stops a search when its oracle
+seconds per epoch the finished trials took here, less the baseline configuration's first
+seeds that the store already holds with the same recipe (`reuse`: taken, not trained). keras-tuner stops a search when its oracle
 hands out a STOPPED trial; the budget hands one out in place of the next trial.
 """
 from __future__ import annotations
@@ -17,18 +18,21 @@ from typing import Optional
 import mlflow
 from keras_tuner.src.engine import trial as trial_module
 
+from src.analysis.confirmation import BASELINE
 from src.config import Config
-from src.jobs import plan
+from src.jobs import confirm, plan, reuse
 from src.tracking.store import child_runs
 
 log = logging.getLogger(__name__)
 
 
 class Budget:
-    def __init__(self, cfg: Config, parent_id: str):
+    def __init__(self, cfg: Config, parent_id: str, splits=None):
         self.minutes = cfg.tuner.budget_minutes
         self.parent_id = parent_id
-        self.confirm_epochs = plan.plan(cfg).confirm_epochs  # expected, under the deciding rule
+        reusable = reusable_baseline_epochs(cfg, splits) if splits is not None else 0
+        self.confirm_epochs = plan.plan(cfg).confirm_epochs - reusable  # expected, under the deciding rule
+        self.reused_note = f", less {reusable} epochs of the baseline's seeds the store holds" if reusable else ""
         self.reason: Optional[str] = None
 
     def spent_and_rate(self):
@@ -54,14 +58,25 @@ class Budget:
             return None
         return (f"the search stopped after {trials_done} trials: {spent:.0f} of the {self.minutes:g}-minute budget "
                 f"spent, and the confirmation needs about {need:.0f} min ({self.confirm_epochs} epochs at "
-                f"{per_epoch:.0f} s each, the trials' rate)")
+                f"{per_epoch:.0f} s each, the trials' rate{self.reused_note})")
 
 
-def install(oracle, cfg: Config, parent_id: str) -> None:
+def reusable_baseline_epochs(cfg: Config, splits) -> int:
+    """Epochs of the baseline configuration's first seeds already FINISHED in the store with
+    the same recipe: the confirmation takes them instead of training (src/jobs/reuse.py)."""
+    client = mlflow.MlflowClient()
+    baseline = confirm.Candidate(BASELINE, {}, cfg.tuner.confirm.epochs or cfg.trainer.epochs)
+    found = [reuse.find(client, reuse.recipe(confirm.run_config(cfg, baseline, cfg.seed + index), splits,
+                                             cfg.tuner.objective))
+             for index in range(cfg.tuner.confirm.seeds)]
+    return baseline.epochs * sum(source is not None for source in found)
+
+
+def install(oracle, cfg: Config, parent_id: str, splits=None) -> None:
     """Hand out a STOPPED trial once the budget leaves only the confirmation's time."""
     if not cfg.tuner.budget_minutes or getattr(oracle, "_budget", None) is not None:
         return
-    budget = oracle._budget = Budget(cfg, parent_id)
+    budget = oracle._budget = Budget(cfg, parent_id, splits)
     create = oracle.create_trial
 
     def create_within_budget(tuner_id):

@@ -181,5 +181,5 @@ def make_tuner(cfg: Config, hypermodel: CifarHyperModel, directory: Path, tags: 
     if isinstance(oracle, keras_tuner.Oracle):  # a parallel study's worker holds a client, not the oracle
         warm_start.install(oracle, cfg)
         if cfg.tuner.budget_minutes and (parent_run_id or mlflow.active_run()):
-            study_budget.install(oracle, cfg, parent_run_id or mlflow.active_run().info.run_id)
+            study_budget.install(oracle, cfg, parent_run_id or mlflow.active_run().info.run_id, hypermodel.splits)
     return tuner

@@ -45,3 +45,15 @@ def random_images(count: int, seed: int = 0):
     """`count` random 32x32 RGB images in [0, 1) and one-hot labels of 10 classes."""
     rng = np.random.default_rng(seed)
     return rng.random((count, 32, 32, 3), dtype=np.float32), np.eye(10, dtype=np.float32)[rng.integers(0, 10, count)]
+
+
+def splits_of(seed: int = 0):
+    """Splits of 20 training, 10 validation and 10 test random images in memory (no files)."""
+    from src.core.data import Splits
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((40, 32, 32, 3), dtype=np.float32)
+    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 40)]
+    return Splits(x_train=images[:20], y_train=labels[:20], x_val=images[20:30], y_val=labels[20:30],
+                  x_test=images[30:], y_test=labels[30:], class_names=[str(i) for i in range(10)],
+                  source="synthetic", lossy=False, validation="split")

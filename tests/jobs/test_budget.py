@@ -7,6 +7,7 @@ import pytest
 from src.config import ConfigError
 from src.tracking import store
 
+from helpers.cifar import splits_of
 from helpers.commands import run_here
 from helpers.configs import composed
 
@@ -52,3 +53,31 @@ def test_the_deciding_confirmations_keys_are_checked_in_one_line(override, words
     with pytest.raises(ConfigError) as raised:
         composed("+experiment=tune_random", override)
     assert str(raised.value).startswith(words) and "\n" not in str(raised.value)
+
+
+def test_the_budget_sets_aside_only_what_the_confirmation_must_train(tracking_uri, tmp_path):
+    """The baseline configuration's seeds that the store already holds with the same recipe are
+    taken, not trained (src/jobs/reuse.py), so the budget does not keep their time for them: more
+    of it goes to the search."""
+    import mlflow
+
+    from src.jobs import budget, confirm, reuse
+
+    cfg = composed("+experiment=card_study_lean", "tuner.confirm.seeds=3", "tuner.confirm.max_seeds=3",
+                   "tuner.confirm.top_k=1", f"tuner.directory={tmp_path}")
+    splits = splits_of()
+    mlflow.set_tracking_uri(tracking_uri)
+    parent = mlflow.MlflowClient().create_run(mlflow.set_experiment("earlier").experiment_id).info.run_id
+    whole = budget.Budget(cfg, parent, splits)
+    assert whole.confirm_epochs == 2 * 3 * 20 and whole.reused_note == ""  # the best and the baseline x 3 seeds
+    baseline = confirm.Candidate("baseline", {}, 20)
+    for seed, status in ((42, "FINISHED"), (43, "FINISHED"), (44, "KILLED")):  # a killed run is no result
+        with mlflow.start_run(tags={"study_role": "confirm", reuse.RECIPE_TAG: reuse.recipe(
+                confirm.run_config(cfg, baseline, seed), splits, cfg.tuner.objective)}) as run:
+            pass
+        mlflow.MlflowClient().set_terminated(run.info.run_id, status)
+    lean = budget.Budget(cfg, parent, splits)
+    assert lean.confirm_epochs == whole.confirm_epochs - 2 * 20
+    assert lean.reused_note == ", less 40 epochs of the baseline's seeds the store holds"
+    # Another recipe (here: other data) is not the baseline's: nothing is set aside less.
+    assert budget.Budget(cfg, parent, splits_of(1)).confirm_epochs == whole.confirm_epochs

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from src.tracking import store
 
+from helpers.cifar import splits_of
 from helpers.commands import run_here
 from helpers.configs import composed
-
-
-def splits_of(seed: int = 0):
-    from src.core.data import Splits
-
-    rng = np.random.default_rng(seed)
-    images = rng.random((40, 32, 32, 3), dtype=np.float32)
-    labels = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 40)]
-    return Splits(x_train=images[:20], y_train=labels[:20], x_val=images[20:30], y_val=labels[20:30],
-                  x_test=images[30:], y_test=labels[30:], class_names=[str(i) for i in range(10)],
-                  source="synthetic", lossy=False, validation="split")
 
 
 def test_a_recipe_changes_with_whatever_changes_the_numbers_and_nothing_else():
