@@ -1,16 +1,10 @@
 """Worker configuration and placing the chief and the workers: threads, paths, addresses, roles, restarts, GPUs."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from omegaconf import OmegaConf
 
-from src.config import ConfigError, register
+from src.config import register
 from src.jobs import state
-from src.tracking import store
 
 from helpers.configs import composed, study_config
 
@@ -94,22 +88,6 @@ def test_workers_reach_the_chief_through_keras_tuners_variables():
     assert roles.local_connect_host("0.0.0.0") == "127.0.0.1" and roles.local_connect_host("10.0.0.5") == "10.0.0.5"
 
 
-def test_a_worker_with_another_config_than_the_study_is_refused_naming_the_key(tmp_path):
-    from types import SimpleNamespace
-
-    from src.jobs.distributed.worker_process import check_same_study
-    from src.tracking.runs import flatten
-
-    study = study_config(tmp_path, "tuner.role=chief", "tuner.chief_address=n:1")
-    params = flatten(OmegaConf.to_container(OmegaConf.structured(study), enum_to_str=True))
-    parent = SimpleNamespace(data=SimpleNamespace(params=params), info=SimpleNamespace(run_id="abc"))
-    worker = ("tuner.role=worker", "tuner.chief_address=n:1", "tuner.worker_id=w1")
-    check_same_study(study_config(tmp_path, *worker, "trainer.verbose=0", "tuner.worker_cpus=4"), parent)
-    with pytest.raises(ConfigError, match=r"^model\.dropout='0\.3' is not allowed: expected '0\.5', the value of "
-                                          r"study run abc"):
-        check_same_study(study_config(tmp_path, *worker, "model.dropout=0.3"), parent)
-
-
 def test_a_failpoint_with_a_marker_fires_in_the_first_process_only(tmp_path, monkeypatch):
     from src.core import interrupt
 
@@ -128,39 +106,6 @@ def test_a_failpoint_with_a_marker_fires_in_the_first_process_only(tmp_path, mon
     assert len(killed) == 1
     interrupt.reset()
 
-
-def test_a_replacement_worker_closes_its_predecessors_trial_runs_only(tmp_path):
-    import socket
-
-    import psutil
-
-    from src.jobs.distributed.worker_process import close_predecessor_trials
-    from src.tracking.runs import process_tags
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = store.client(uri)
-    experiment = client.create_experiment("study")
-    parent = client.create_run(experiment, tags={"study_role": "parent"}).info.run_id
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    start = f"{psutil.Process().create_time():.3f}"
-
-    def trial(worker, pid, process_start, host=socket.gethostname()):
-        return client.create_run(experiment, tags={"mlflow.parentRunId": parent, "study_role": "trial",
-                                                    "trial_id": "1", "tuner_worker": worker, "host": host,
-                                                    "pid": str(pid), "process_start": process_start}).info.run_id
-
-    mine, other = trial("tuner1", dead.pid, start), trial("tuner0", dead.pid, start)
-    remote = trial("tuner2", 1, "0", host="another-node")  # a lost node's run: its pid means nothing here
-    assert close_predecessor_trials(client, experiment, parent, "tuner1") == [mine]
-    assert client.get_run(mine).info.status == "FAILED"
-    assert "died in this trial" in client.get_run(mine).data.tags["closed_because"]
-    assert client.get_run(other).info.status == "RUNNING"
-    assert close_predecessor_trials(client, experiment, parent, "tuner2") == [remote]
-    alive = trial("tuner0", os.getpid(), process_tags()["process_start"])
-    with pytest.raises(ConfigError, match=r"tuner\.worker_id='tuner0' is not allowed: process \d+ on this host"):
-        close_predecessor_trials(client, experiment, parent, "tuner0")
-    assert client.get_run(alive).info.status == "RUNNING"
 
 def test_a_search_is_over_when_every_one_of_its_max_trials_has_ended():
     from types import SimpleNamespace
