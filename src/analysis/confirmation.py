@@ -139,8 +139,9 @@ def read_confirmation(client, parent) -> Optional[Confirmed]:
              "train_seconds": r.data.metrics.get("train_seconds", np.nan),
              "parameters": compare.model_parameters(r.data.metrics, r.data.params), "run_id": r.info.run_id,
              "reused_from": r.data.tags.get("reused_from", ""),
+             # a run that did not log its training set's size (before they did) trained on the study's
              "train_images": r.data.metrics.get("epochs_trained", np.nan) * float(r.data.params.get(
-                 "data.train_images", "nan"))}
+                 "data.train_images", parent.data.params.get("data.train_images", "nan")))}
             for r in runs if "seed" in r.data.params and "test_accuracy" in r.data.metrics]
     table = pd.DataFrame(rows)
     if table.empty or BASELINE not in set(table["candidate"]) or set(table["candidate"]) == {BASELINE}:

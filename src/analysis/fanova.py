@@ -31,7 +31,8 @@ def importances(rows: pd.DataFrame, params: List[str], target: np.ndarray,
     """{parameter: fANOVA importance of `target` over `rows`}, summing to 1 (seed 0: reruns agree)."""
     # The direction is irrelevant to a variance decomposition; optuna needs one to build a study.
     return optuna.importance.get_param_importances(
-        optuna_study(rows, params, target), evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0, n_trees=trees or FANOVA_TREES),
+        optuna_study(rows, params, target), evaluator=optuna.importance.FanovaImportanceEvaluator(
+            seed=0, n_trees=FANOVA_TREES if trees is None else trees),
         params=params)
 
 

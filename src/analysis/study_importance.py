@@ -13,7 +13,7 @@ from typing import Dict, Hashable, List, Optional, Tuple
 
 import pandas as pd
 
-from src.analysis import compare, importance, marginal_effects, noise_floor, verdicts
+from src.analysis import compare, fanova, importance, marginal_effects, noise_floor, verdicts
 from src.analysis.study_search import CONTINUES, StudyTrials, show_value
 
 MIN_TRIALS = 6  # per budget, for an importance table (fewer trials cannot split the variance)
@@ -39,7 +39,8 @@ def importance_lines(frame: pd.DataFrame, names: List[str], objective: str, budg
     if budget is not None:
         headline += _other_budgets(tables, top, budget) + _shared_lineage(tables, frame, budget)
     lines = ["## Which hyperparameters matter", "",
-             f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, fixed seed) of `{objective}`: the share "
+             f"fANOVA importances (optuna's `FanovaImportanceEvaluator`, {fanova.FANOVA_TREES} trees, fixed seed) of "
+             f"`{objective}`: the share "
              "of its variance each hyperparameter explains. Each has its noise floor: a permutation p-value (the "
              f"statistic tested: the {STATISTIC}; {noise_floor.PERMUTATIONS} shuffles, fixed seed: how often "
              "chance alone gives that hyperparameter as large an importance) and a 95 % bootstrap interval "

@@ -151,7 +151,7 @@ def history_lines(client, parent) -> List[str]:
         span = (max(ends) - min(starts)) / 3.6e6 if starts and ends else float("nan")
         statuses = [r.info.status for r in runs]
         stopped = sum(s in ("KILLED", "FAILED") for s in statuses)
-        trained, reused = _training_images(runs)
+        trained, reused = _training_images(runs, parent.data.params.get("data.train_images"))
         total_images += trained
         rows.append({"stage": stage, "runs": f"{statuses.count('FINISHED')}"
                      + (f" (+{stopped} stopped)" if stopped else "")
@@ -183,18 +183,20 @@ def history_lines(client, parent) -> List[str]:
             compare.markdown_table(pd.DataFrame(rows)), ""]
 
 
-def _training_images(runs) -> Tuple[int, int]:
+def _training_images(runs, study_images: Optional[str]) -> Tuple[int, int]:
     """(images the finished runs trained on, epochs times their training set; those of the runs
-    taken from the store instead of trained, tag `reused_from`)."""
+    taken from the store instead of trained, tag `reused_from`). A run that did not log its
+    training set's size (before they did) trained on the study's (`study_images`)."""
     trained = reused = 0
     for run in runs:
-        epochs, images = run.data.metrics.get("epochs_trained"), run.data.params.get("data.train_images")
+        epochs = run.data.metrics.get("epochs_trained")
+        images = run.data.params.get("data.train_images", study_images)
         if run.info.status != "FINISHED" or epochs is None or images is None:
             continue
         if "reused_from" in run.data.tags:
-            reused += int(epochs) * int(images)
+            reused += int(epochs) * int(float(images))
         else:
-            trained += int(epochs) * int(images)
+            trained += int(epochs) * int(float(images))
     return trained, reused
 
 

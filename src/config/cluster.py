@@ -76,6 +76,10 @@ def check(tuner) -> None:
     if tuner.worker_restarts < 0:
         _fail("tuner.worker_restarts", tuner.worker_restarts,
               "an integer >= 0 (times each worker killed by a signal is replaced)")
+    if tuner.budget_minutes is not None and distributed(tuner):
+        # the chief's oracle hands out the trials, and it has no budget: one line, not a budget ignored
+        _fail("tuner.budget_minutes", tuner.budget_minutes, "null in a parallel study (tuner.workers > 1, a "
+              "tuner.role or tuner.launcher=ray), where no budget is applied yet; or tuner.workers=1")
     if role is not TunerRole.all:
         if tuner.chief_address is None:
             _fail("tuner.chief_address", None, f"host:port with tuner.role={role.value}: the address "

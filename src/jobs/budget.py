@@ -18,8 +18,7 @@ from typing import Optional
 import mlflow
 from keras_tuner.src.engine import trial as trial_module
 
-from src.analysis.confirmation import BASELINE
-from src.config import Config
+from src.config import Config, tuner_kinds
 from src.jobs import confirm, plan, reuse
 from src.tracking.store import child_runs
 
@@ -31,7 +30,8 @@ class Budget:
         self.minutes = cfg.tuner.budget_minutes
         self.parent_id = parent_id
         reusable = reusable_baseline_epochs(cfg, splits) if splits is not None else 0
-        self.confirm_epochs = plan.plan(cfg).confirm_epochs - reusable  # expected, under the deciding rule
+        # expected, under the deciding rule (never below nothing: the plan may count fewer epochs a run)
+        self.confirm_epochs = max(0, plan.plan(cfg).confirm_epochs - reusable)
         self.reused_note = f", less {reusable} epochs of the baseline's seeds the store holds" if reusable else ""
         self.reason: Optional[str] = None
 
@@ -65,11 +65,13 @@ def reusable_baseline_epochs(cfg: Config, splits) -> int:
     """Epochs of the baseline configuration's first seeds already FINISHED in the store with
     the same recipe: the confirmation takes them instead of training (src/jobs/reuse.py)."""
     client = mlflow.MlflowClient()
-    baseline = confirm.Candidate(BASELINE, {}, cfg.tuner.confirm.epochs or cfg.trainer.epochs)
+    baseline = confirm.baseline_candidate(cfg)
     found = [reuse.find(client, reuse.recipe(confirm.run_config(cfg, baseline, cfg.seed + index), splits,
                                              cfg.tuner.objective))
              for index in range(cfg.tuner.confirm.seeds)]
-    return baseline.epochs * sum(source is not None for source in found)
+    # no more a run than the plan counted for one (Hyperband's: its max_epochs)
+    counted = tuner_kinds.of(cfg.tuner.kind).candidate_epochs(cfg, tuner_kinds.expected_epochs(cfg))
+    return min(baseline.epochs, counted) * sum(source is not None for source in found)
 
 
 def install(oracle, cfg: Config, parent_id: str, splits=None) -> None:

@@ -59,7 +59,12 @@ def candidates(study: StudyContext, board: pd.DataFrame, trials: Dict[str, dict]
         chosen.append(Candidate(f"trial {trial_id}", values, epochs))
         if len(chosen) == cfg.tuner.confirm.top_k:
             break
-    return [*chosen, Candidate(BASELINE, {}, cfg.tuner.confirm.epochs or cfg.trainer.epochs)]
+    return [*chosen, baseline_candidate(cfg)]
+
+
+def baseline_candidate(cfg: Config) -> Candidate:
+    """The study's baseline configuration, as confirmed: its own epochs unless the confirmation sets them."""
+    return Candidate(BASELINE, {}, cfg.tuner.confirm.epochs or cfg.trainer.epochs)
 
 
 def run_config(cfg: Config, candidate: Candidate, seed: int) -> Config:

@@ -158,7 +158,9 @@ def budget_line(cfg: Config, the_plan: Plan, minutes: float) -> str:
     share = search_minutes / (the_plan.search_epochs * per_epoch)
     return (f"  budget: {budget:g} min; the confirmation is expected to need {_duration(the_plan.confirm_epochs * per_epoch)} "
             f"(cap {the_plan.confirm_epochs_max} epochs), so the search stops after about {share:.0%} of its "
-            + tuner_kinds.of(cfg.tuner.kind).budget_cut(the_plan.search_epochs, the_plan.trials))
+            + tuner_kinds.of(cfg.tuner.kind).budget_cut(the_plan.search_epochs, the_plan.trials)
+            + "; more where the store already holds the baseline's seeds (the study reuses them and gives their time "
+              "to the search)")
 
 
 def confirmation_lines(cfg: Config, the_plan: Plan, train_images: int) -> List[str]:

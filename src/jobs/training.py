@@ -62,8 +62,8 @@ def train_evaluate_log(cfg: Config, splits: data_module.Splits, kind: RunKind, *
     """The one recipe of every run kind, inside its active MLflow run: build (or take) the model,
     train it, score it on the kind's splits, log it all. A Hyperband round passes keras-tuner's
     model, callbacks and `initial_epoch`."""
-    if kind.log_config:
-        mlflow.log_params(flatten(dataclasses.asdict(cfg)))
+    if kind.log_config:  # with its training set's size: its epochs times it are the images it trained on
+        mlflow.log_params({**flatten(dataclasses.asdict(cfg)), "data.train_images": len(splits.x_train)})
     model = model if model is not None else train.prepare_model(cfg.model, cfg.trainer, seed=cfg.seed)
     if kind.curves:
         logged.log_model_summary(model)  # its parameter count: the cost axis of a study's Pareto front

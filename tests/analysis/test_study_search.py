@@ -17,12 +17,13 @@ def test_the_stages_table_lists_every_commit_a_study_ran_at(experiment):
     MLflow itself, as runs were before the project tagged each), its confirmation at one."""
     uri, experiment_id = experiment
     parent = logged_run(experiment_id, "study", tags={"study": "resumed", "study_role": "parent", "host": "vm",
-                                                       "git_commits": f"{'a' * 40}-dirty,{'b' * 40}"})
+                                                       "git_commits": f"{'a' * 40}-dirty,{'b' * 40}"},
+                        params={"data.train_images": 900})
     for trial, tags in enumerate(({"git_commit": "a" * 40}, {"mlflow.source.git.commit": "a" * 40},
                                   {"git_commit": "b" * 40, "git_dirty": "true"})):
         logged_run(experiment_id, f"trial {trial}", parent=parent,
                    tags={"study": "resumed", "study_role": "trial", "trial_id": f"{trial:04d}", "host": "vm", **tags},
-                   params={"data.train_images": 900}, metrics={"epochs_trained": trial + 1})
+                   metrics={"epochs_trained": trial + 1})  # the study's 900 images (trials did not log theirs)
     killed = logged_run(experiment_id, "trial 2", parent=parent, tags={"study": "resumed", "study_role": "trial",
                                                                         "trial_id": "0002", "git_commit": "a" * 40})
     mlflow.MlflowClient().set_terminated(killed, "KILLED")  # stopped by a session's end, run again on resume

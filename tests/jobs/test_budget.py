@@ -17,6 +17,15 @@ def test_a_budget_must_be_positive_minutes():
         composed("+experiment=tune_random", "tuner.budget_minutes=0")
 
 
+def test_a_parallel_study_refuses_a_budget_it_would_not_apply():
+    """A parallel study's trials come from its chief's oracle, which has no budget: refused in one
+    line at config time rather than ignored."""
+    with pytest.raises(ConfigError, match=r"^tuner.budget_minutes=30.0 is not allowed: expected null in a "
+                                          r"parallel study \(tuner.workers > 1"):
+        composed("+experiment=tune_random", "tuner.budget_minutes=30", "tuner.workers=2")
+    assert composed("+experiment=tune_random", "tuner.budget_minutes=30", "tuner.workers=1").tuner.budget_minutes == 30
+
+
 @pytest.mark.slow  # a tiny random study cut by its budget, then confirmed (~60 s)
 def test_the_search_stops_within_its_budget_and_the_study_confirms(synthetic_cifar, tracking_uri, tmp_path):
     budget_minutes, max_trials = 0.6, 40
@@ -66,11 +75,11 @@ def test_the_budget_sets_aside_only_what_the_confirmation_must_train(tracking_ur
     cfg = composed("+experiment=card_study_lean", "tuner.confirm.seeds=3", "tuner.confirm.max_seeds=3",
                    "tuner.confirm.top_k=1", f"tuner.directory={tmp_path}")
     splits = splits_of()
-    mlflow.set_tracking_uri(tracking_uri)
-    parent = mlflow.MlflowClient().create_run(mlflow.set_experiment("earlier").experiment_id).info.run_id
+    experiment = store.ensure_experiment(tracking_uri, "earlier")
+    parent = mlflow.MlflowClient().create_run(experiment).info.run_id
     whole = budget.Budget(cfg, parent, splits)
     assert whole.confirm_epochs == 2 * 3 * 20 and whole.reused_note == ""  # the best and the baseline x 3 seeds
-    baseline = confirm.Candidate("baseline", {}, 20)
+    baseline = confirm.baseline_candidate(cfg)  # as the confirmation takes it (confirm.candidates)
     for seed, status in ((42, "FINISHED"), (43, "FINISHED"), (44, "KILLED")):  # a killed run is no result
         with mlflow.start_run(tags={"study_role": "confirm", reuse.RECIPE_TAG: reuse.recipe(
                 confirm.run_config(cfg, baseline, seed), splits, cfg.tuner.objective)}) as run:

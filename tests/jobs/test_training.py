@@ -40,6 +40,8 @@ def test_a_trial_is_scored_on_validation_only_and_logs_its_config_and_curves(tin
     assert set(trained.scores) == {"val"}
     assert "test_accuracy" not in logged.metrics and "val_accuracy_scored" in logged.metrics
     assert logged.params["model.dropout"] == "0.5" and len(curve) == 3
+    # with its training set's size: a study's report counts each run's training images from it
+    assert logged.params["data.train_images"] == str(len(tiny[1].x_train))
 
 
 def test_a_job_is_scored_on_test_and_leaves_its_inputs_to_the_job(tiny):
