@@ -193,10 +193,8 @@ def _training_images(runs, study_images: Optional[str]) -> Tuple[int, int]:
         images = run.data.params.get("data.train_images", study_images)
         if run.info.status != "FINISHED" or epochs is None or images is None:
             continue
-        if "reused_from" in run.data.tags:
-            reused += int(epochs) * int(float(images))
-        else:
-            trained += int(epochs) * int(float(images))
+        count = int(epochs) * int(float(images))
+        reused, trained = (reused + count, trained) if "reused_from" in run.data.tags else (reused, trained + count)
     return trained, reused
 
 
