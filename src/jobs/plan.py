@@ -195,23 +195,26 @@ def show(cfg: Config) -> None:
 
 
 class Progress:
-    """Trial k of N (Hyperband: bracket and round) and an ETA from the epochs done so far."""
+    """Trial k of N (Hyperband: bracket and round) and an ETA at this process's own rate: the
+    seconds its trials took over their epochs (not the time since it was built, which would
+    leave out its first trial)."""
 
     def __init__(self, cfg: Config):
         self.plan = plan(cfg, confirm_cost=False)
         self.workers = cfg.tuner.workers
-        self.started = time.perf_counter()
+        self.seconds_here = 0.0
         self.epochs_done_here = 0
 
-    def line(self, trials_done: int, epochs_done: int, epochs_this_trial: int, values: Dict) -> str:
+    def line(self, trials_done: int, epochs_done: int, epochs_this_trial: int, values: Dict,
+             seconds_this_trial: float) -> str:
         self.epochs_done_here += epochs_this_trial
+        self.seconds_here += seconds_this_trial
         where = f"trial {trials_done} of {self.plan.trials}"
         if "tuner/bracket" in values:
             where += f" (bracket {values['tuner/bracket']}, round {values['tuner/round']})"
         remaining = max(self.plan.search_epochs - epochs_done, 0)
-        elapsed = time.perf_counter() - self.started
         if not self.epochs_done_here or not remaining:
             return where
         # Every worker trains at about this process's rate, on the remaining epochs together.
-        eta = remaining * elapsed / self.epochs_done_here / self.workers
+        eta = remaining * self.seconds_here / self.epochs_done_here / self.workers
         return f"{where}, search ETA {eta / 60:.0f} min"

@@ -97,7 +97,8 @@ class TrackedTrials:
         who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
         log.info("[%s] %s -> %s %.4f (%.0f s); %s", who, trial_name(trial.trial_id, values), objective, score,
                  time.perf_counter() - started,
-                 self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories)))
+                 self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories),
+                                    time.perf_counter() - started))
         return histories
 
     def trial_tags(self, trial) -> Dict[str, str]:
@@ -121,7 +122,7 @@ class TrackedTrials:
         finally:
             interrupt.undefer()
 
-    def progress_line(self, values: Mapping, epochs_trained: int) -> str:
+    def progress_line(self, values: Mapping, epochs_trained: int, seconds: float) -> str:
         """Trial k of N and the ETA, counted from the study's FINISHED trial runs in MLflow
         (the one record every worker, and a resumed study, shares)."""
         if self.progress is None:
@@ -131,7 +132,7 @@ class TrackedTrials:
         done = child_runs(client, client.get_run(parent).info.experiment_id, parent, status="FINISHED",
                           role="trial")
         epochs = sum(int(run.data.metrics.get("epochs_trained", 0)) for run in done)
-        return self.progress.line(len(done), epochs, epochs_trained, values)
+        return self.progress.line(len(done), epochs, epochs_trained, values, seconds)
 
 
 class TrackedHyperband(TrackedTrials, keras_tuner.Hyperband):

@@ -36,9 +36,12 @@ def test_progress_counts_trials_and_projects_the_remaining_epochs():
     from src.jobs import plan
 
     progress = plan.Progress(composed("+experiment=tune_hyperband", "tuner.workers=2"))
-    progress.started -= 60  # one minute for the 6 epochs below
-    line = progress.line(2, 6, 6, {"tuner/bracket": 2, "tuner/round": 0})
-    # 220 epochs remain at 10 s each, shared by 2 workers: 1,100 s.
+    # The process's first trial counts (its ETA once read 0 min: its clock started after that trial).
+    line = progress.line(1, 3, 3, {"tuner/bracket": 2, "tuner/round": 0}, seconds_this_trial=60)
+    # 223 epochs remain at 20 s each, shared by 2 workers: 2,230 s.
+    assert line == "trial 1 of 30 (bracket 2, round 0), search ETA 37 min"
+    line = progress.line(2, 6, 3, {"tuner/bracket": 2, "tuner/round": 0}, seconds_this_trial=0)
+    # 220 epochs remain at 10 s each (60 s over this process's 6 epochs): 1,100 s.
     assert line == "trial 2 of 30 (bracket 2, round 0), search ETA 18 min"
 
 
