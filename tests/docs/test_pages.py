@@ -8,7 +8,7 @@ from helpers.paths import PROJECT_ROOT
 
 def test_the_docs_exist_and_the_readme_is_one_screen():
     lines = (PROJECT_ROOT / "README.md").read_text().count("\n")
-    assert lines <= 200, f"README.md has {lines} lines: move detail to docs/"
+    assert lines <= 80, f"README.md has {lines} lines: move detail to docs/"  # a screen, with its code blocks
     for page in ("tuning", "reports", "tracking", "clusters", "performance", "faults", "architecture", "testing"):
         assert (PROJECT_ROOT / "docs" / f"{page}.md").is_file(), page
 
