@@ -187,15 +187,16 @@ def fit(model: keras.Model, data: Splits, cfg: TrainerConfig,
     a previous round's model)."""
     clock, guard = TrainingClock(), DivergenceGuard()
     started = time.perf_counter()
-    history = model.fit(
-        batches(data.x_train, data.y_train, cfg.batch_size, shuffle=True),
-        epochs=cfg.epochs,
-        initial_epoch=initial_epoch,
-        shuffle=False,  # the batches are shuffled already
-        validation_data=batches(data.x_val, data.y_val, cfg.batch_size, shuffle=False) if validate else None,
-        callbacks=[clock, guard, InterruptCheck(), *(callbacks or [])],
-        verbose=cfg.verbose,
-    )
+    with interrupt.raised_at_checks():  # by InterruptCheck, after each batch
+        history = model.fit(
+            batches(data.x_train, data.y_train, cfg.batch_size, shuffle=True),
+            epochs=cfg.epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the batches are shuffled already
+            validation_data=batches(data.x_val, data.y_val, cfg.batch_size, shuffle=False) if validate else None,
+            callbacks=[clock, guard, InterruptCheck(), *(callbacks or [])],
+            verbose=cfg.verbose,
+        )
     fit_seconds = time.perf_counter() - started
     if guard.diverged:
         raise TrainingDiverged(
