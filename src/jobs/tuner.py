@@ -95,10 +95,9 @@ class TrackedTrials:
             mlflow.log_metrics({f"best_{objective}": score, "trial_seconds": time.perf_counter() - started,
                                 "process_rss_mb": psutil.Process().memory_info().rss / 2**20})
         who = f"study {self.tuner_id}" if os.environ.get("KERASTUNER_ORACLE_IP") else "study"
+        seconds = time.perf_counter() - started
         log.info("[%s] %s -> %s %.4f (%.0f s); %s", who, trial_name(trial.trial_id, values), objective, score,
-                 time.perf_counter() - started,
-                 self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories),
-                                    time.perf_counter() - started))
+                 seconds, self.progress_line(values, sum(len(h.history.get("loss", [])) for h in histories), seconds))
         return histories
 
     def trial_tags(self, trial) -> Dict[str, str]:
