@@ -27,6 +27,9 @@ for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
 os.environ.setdefault("REPORT_RESAMPLES", "20")
 # ... and fANOVA's forest fits dominate them (a report test spent 103 of its 114 s in 446 fits of 64 trees).
 os.environ.setdefault("REPORT_FANOVA_TREES", "16")
+# ... and doubling the shuffles where a p's Monte Carlo range leaves its verdict in doubt (up to 10x)
+# took most of what was left (a report test: 59 of its 73 s). The test of that wording sets it back.
+os.environ.setdefault("REPORT_PERMUTATIONS_FACTOR", "1")
 # Ray starts its worker processes at nice 15 (its `worker_niceness`), so beside busy processes a Ray
 # worker gets a few % of a core: beside two busy loops the two-Ray-worker study test timed out (500 s;
 # 111 s at nice 0, 2026-12-07, Zen 4). At 0 they share the cores as the local launcher's processes do.

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from src.analysis import importance
+from src.analysis import importance, noise_floor
 from src.analysis.importance import budget_importances, headline_budget, trial_counts
 from src.analysis.verdicts import evidence
 
@@ -30,9 +30,10 @@ def monte_carlo_range(row) -> tuple:
     return ci.low, ci.high
 
 
-def test_a_driving_hyperparameter_gets_a_small_settled_p_after_extra_shuffles():
+def test_a_driving_hyperparameter_gets_a_small_settled_p_after_extra_shuffles(monkeypatch):
     """20 shuffles cannot show p < 0.05 beyond Monte Carlo doubt (0 of 20 exceedances is
     compatible with a true p of 0.17), so the shuffles double until it is settled."""
+    monkeypatch.setattr(noise_floor, "MAX_PERMUTATIONS_FACTOR", 10)  # the default (the suite's is 1: conftest)
     frame = synthetic_study(np.random.default_rng(3), 12, effect=0.03)
     table = importance.budget_importances(frame, ["dropout", "filters0"], "best_val_accuracy", None,
                                           permutations=20, bootstraps=0, trees=8)[None].set_index("hyperparameter")
@@ -78,7 +79,10 @@ def hyperband_table(seed: int = 0) -> pd.DataFrame:
 def test_importances_per_budget_rank_the_driving_hyperparameter_first():
     frame = hyperband_table()
     params = ["trainer.epochs", "model.dropout", "model.width", "model.filters", "optimizer"]
-    result = budget_importances(frame, params, "best_val_accuracy", budget="trainer.epochs")
+    # The ranking is what is checked here, so no extra shuffles for the p-values (test_noise_floor.py):
+    # with the escalation to settle them this test took 76 s of the suite.
+    result = budget_importances(frame, params, "best_val_accuracy", budget="trainer.epochs",
+                                permutations=20, max_permutations=20)
     counts = trial_counts(frame, "best_val_accuracy", "trainer.epochs")
     assert counts == {2: 24, 6: 12, 18: 8, 54: 3}
     assert sorted(result) == [2, 6, 18]  # 3 trials at 54 epochs are too few

@@ -80,6 +80,7 @@ def exceeding(monkeypatch):
         return {p: float(first < chance[p]) for p in params}
 
     monkeypatch.setattr(fanova, "importances", fake_fanova)
+    monkeypatch.setattr(noise_floor, "MAX_PERMUTATIONS_FACTOR", 10)  # the default (the suite's is 1: conftest)
     return np.arange(1000.0), dict.fromkeys(("near", "far", "sure"), 1.0)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.analysis import fanova, report
+from src.analysis import fanova, noise_floor, report
 from src.analysis.space_edges import edge_of_space, edge_of_what_was_tried
 from src.tracking import store
 from src.tracking.logged import read_test_classes
@@ -177,6 +177,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     # The report's own 64 trees (the suite's 16, conftest, would give other p-values): the wording
     # of a settled and of an unsettled p below is pinned to them.
     monkeypatch.setattr(fanova, "FANOVA_TREES", 64)
+    monkeypatch.setattr(noise_floor, "MAX_PERMUTATIONS_FACTOR", 10)  # the report's own (the suite's is 1)
     uri, experiment_id = experiment
     parent = hyperband_study(experiment_id, "hb")
     out = tmp_path / "report"
@@ -235,7 +236,7 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
         assert table.iloc[0]["hyperparameter"] == "dropout"
     assert set(importance["hyperparameter"]) == {"dropout", "width"}
     # Each importance with its noise floor; the headline names only what clears it (20 shuffles
-    # in the suite: conftest's REPORT_RESAMPLES, extended up to 200 where the Monte Carlo range
+    # in the suite: conftest's REPORT_RESAMPLES, extended here up to 200 where the Monte Carlo range
     # of a p leaves its verdict in doubt).
     assert {"p_value", "p_low", "p_high", "permutations", "settled", "importance_low",
             "importance_high"} <= set(importance.columns)
