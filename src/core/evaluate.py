@@ -14,7 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confusion_matrix
 
+from src.core import interrupt
 from src.core.data import batches
+from src.core.train import InterruptCheck
 
 
 @dataclass
@@ -38,8 +40,13 @@ class Evaluation:
 
 def evaluate(model, images: np.ndarray, one_hot_labels: np.ndarray,
              class_names: Sequence[str], batch_size: int = 256) -> Evaluation:
-    loss, accuracy = model.evaluate(batches(images, one_hot_labels, batch_size, shuffle=False), verbose=0)
-    probabilities = model.predict(batches(images, None, batch_size, shuffle=False), verbose=0)
+    # As in training: a signal is raised after a batch, never inside TensorFlow's own code.
+    checks = [InterruptCheck()]
+    with interrupt.raised_at_checks():
+        loss, accuracy = model.evaluate(batches(images, one_hot_labels, batch_size, shuffle=False), verbose=0,
+                                        callbacks=checks)
+        probabilities = model.predict(batches(images, None, batch_size, shuffle=False), verbose=0,
+                                      callbacks=checks)
     y_true = one_hot_labels.argmax(axis=1)
     y_pred = probabilities.argmax(axis=1)
     return summarize(float(loss), float(accuracy), y_true, y_pred, class_names)

@@ -58,6 +58,9 @@ class InterruptCheck(keras.callbacks.Callback):
     def on_test_batch_end(self, batch, logs=None):
         interrupt.check()
 
+    def on_predict_batch_end(self, batch, logs=None):
+        interrupt.check()
+
 
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):
     """Stops training at the first NaN/inf loss, and remembers that it did."""
