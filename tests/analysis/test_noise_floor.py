@@ -22,6 +22,7 @@ def synthetic_study(rng: np.random.Generator, trials: int, effect: float, noise:
     return frame
 
 
+@pytest.mark.slow  # a calibration over 20 synthetic studies (~16 s): the loop leaves calibrations to the suite
 def test_the_driving_hyperparameter_clears_the_noise_and_the_others_rarely_do():
     """Over 20 synthetic studies of 12 trials (effect 3 points a step, noise SD 1 point),
     dropout's permutation p-value is below 0.05 in most; the filters', which do nothing, in
@@ -45,6 +46,7 @@ def test_the_driving_hyperparameter_clears_the_noise_and_the_others_rarely_do():
     assert hits["filters0"] + hits["filters1"] <= 0.1 * 2 * draws
 
 
+@pytest.mark.slow  # a calibration over 20 synthetic studies (~16 s): the loop leaves calibrations to the suite
 def test_pure_noise_is_significant_about_five_percent_of_the_time():
     """With no effect at all, the permutation p-values are uniform: about 5 % fall below 0.05
     (fixed seeds; 60 p-values, so 3 are expected and 8 would be a 1-in-100 excess)."""

@@ -173,6 +173,9 @@ def artifacts(client, run_id, path=None):
     return set(found)
 
 
+# At the report's own settings (64 trees, shuffles doubled up to 10x): ~50 s, a quarter of the
+# developer's loop; the loop keeps the two study reports below (~7 s each at the suite's settings).
+@pytest.mark.slow
 def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_path, monkeypatch):
     # The report's own 64 trees (the suite's 16, conftest, would give other p-values): the wording
     # of a settled and of an unsettled p below is pinned to them.
@@ -299,7 +302,6 @@ def test_study_report_answers_and_logs_it_into_the_study_run(experiment, tmp_pat
     assert "against the baseline's 0.7000. Hyperparameters of trial 0020: dropout=0.6, width=1." in note
 
 
-@pytest.mark.slow  # logs a 24-trial study and 9 confirmation runs, then reports it (~16 s; one such test stays in the loop)
 def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_difference(experiment, tmp_path):
     """Confirmation runs from before the true classes were logged: the study recorded the paired
     difference when it had the labels in memory; the report shows that rather than a weaker one."""
@@ -320,7 +322,6 @@ def test_study_report_from_confirm_runs_without_true_classes_uses_the_recorded_d
     assert "Welch" not in text
 
 
-@pytest.mark.slow  # logs a 24-trial study and 9 confirmation runs, then reports it (~16 s; one such test stays in the loop)
 def test_when_the_baseline_is_decided_better_the_answer_says_so(experiment, tmp_path):
     """A study whose baseline configuration beats the best candidate on the paired test comparison:
     no candidate is called the winner, and the next step says so."""

@@ -122,6 +122,7 @@ def test_tiny_study_gives_one_child_run_per_trial(kind, synthetic_cifar, trackin
     assert champion.metadata.run_id == parent.info.run_id
 
 
+@pytest.mark.slow  # a second tiny study (~15 s): the loop keeps one (the random tuner's, above)
 def test_checkpoint_final_fit_is_logged(synthetic_cifar, tracking_uri, tmp_path):
     result = run_here(*study_overrides("random", synthetic_cifar, tracking_uri, tmp_path, "tuner.max_trials=2",
                                        "tuner.final_fit=checkpoint", "tracking.log_model=false"))
