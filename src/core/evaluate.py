@@ -16,7 +16,6 @@ from sklearn.metrics import ConfusionMatrixDisplay, classification_report, confu
 
 from src.core import interrupt
 from src.core.data import batches
-from src.core.train import InterruptCheck
 
 
 @dataclass
@@ -40,6 +39,8 @@ class Evaluation:
 
 def evaluate(model, images: np.ndarray, one_hot_labels: np.ndarray,
              class_names: Sequence[str], batch_size: int = 256) -> Evaluation:
+    from src.core.train import InterruptCheck  # deferred: TensorFlow (~5 s), off src.report's path
+
     # As in training: a signal is raised after a batch, never inside TensorFlow's own code.
     checks = [InterruptCheck()]
     with interrupt.raised_at_checks():

@@ -116,3 +116,20 @@ def test_difference_of_single_runs_is_the_test_sets_sampling_error():
     diff = difference(np.array([0.7]), np.array([0.6, 0.62]), test_size=10000)
     se = np.sqrt(0.7 * 0.3 / 10000 + 0.61 * 0.39 / 10000)
     assert diff.half_width == pytest.approx(1.96 * se, rel=1e-4) and "sampling error" in diff.method
+
+
+@pytest.mark.slow  # a new interpreter, so that nothing this process imported counts
+def test_the_report_command_starts_without_tensorflow():
+    """`python -m src.report` reads a store: TensorFlow's ~5 s import has no place on its path
+    (src.core.evaluate, which it reaches through tracking.logged, imports training's callback
+    only when it evaluates a model)."""
+    import subprocess
+    import sys
+
+    from helpers.paths import PROJECT_ROOT
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, src.analysis.report; "
+                             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.strip() == "[]", loaded.stdout
