@@ -8,13 +8,14 @@ importance tables (`importance`, `noise_floor`) and optuna's figures (`study_fig
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Collection
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 import optuna
 import pandas as pd
+
+from src.config.errors import env_count
 
 # create_study logs an INFO line per study, and a report builds hundreds.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -23,7 +24,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # on a Zen 3, so 400 fits take about a minute per budget (and up to 5 more where p needs 2,000 shuffles).
 # REPORT_FANOVA_TREES lowers it for a quick look (the test suite's reports use 16, ~3x faster a fit);
 # a permutation p-value stays valid for any number of trees, since the shuffles use the same evaluator.
-FANOVA_TREES = int(os.environ.get("REPORT_FANOVA_TREES", "64"))
+FANOVA_TREES = env_count("REPORT_FANOVA_TREES", 64)
 
 
 def importances(rows: pd.DataFrame, params: List[str], target: np.ndarray,

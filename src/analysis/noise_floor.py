@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -21,10 +20,11 @@ from scipy import stats as scipy_stats
 
 from src.analysis import fanova
 from src.analysis.verdicts import adjusted, evidence
+from src.config.errors import env_count
 
 # Fixed seeds: a report reads the same twice. REPORT_RESAMPLES lowers both counts for a quick
 # look (the test suite's reports use 20); a report states the counts it used.
-PERMUTATIONS = BOOTSTRAPS = int(os.environ.get("REPORT_RESAMPLES", "200"))
+PERMUTATIONS = BOOTSTRAPS = env_count("REPORT_RESAMPLES", 200)
 # A p-value from B shuffles is an estimate with binomial Monte Carlo error: 5 exceedances of 200
 # (p = 0.030) are compatible with a true p of 0.008 to 0.057. A verdict its Monte Carlo range
 # leaves in doubt gets more shuffles, doubling up to this factor times the first count (2,000
@@ -32,7 +32,7 @@ PERMUTATIONS = BOOTSTRAPS = int(os.environ.get("REPORT_RESAMPLES", "200"))
 # Each shuffle scores every hyperparameter at once, so the extra shuffles serve them all.
 # REPORT_PERMUTATIONS_FACTOR=1 keeps the first count (the test suite's, where a report's wording,
 # not its p-values' precision, is checked).
-MAX_PERMUTATIONS_FACTOR = int(os.environ.get("REPORT_PERMUTATIONS_FACTOR", "10"))
+MAX_PERMUTATIONS_FACTOR = env_count("REPORT_PERMUTATIONS_FACTOR", 10)
 MONTE_CARLO_CONFIDENCE = 0.95
 
 

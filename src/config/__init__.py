@@ -8,7 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import machine, search_space, tuner_kinds
-from src.config.errors import ProjectError
+from src.config.errors import ProjectError, check_report_counts
 from src.config.schema import (  # noqa: F401
     Augmentation,
     Config,
@@ -30,6 +30,7 @@ from src.config.schema import (  # noqa: F401
 
 def validate(cfg: DictConfig) -> Config:
     """Run every range check (and the search space's); returns the typed config."""
+    check_report_counts()  # the study's report reads them at its end, after all the training
     typed = OmegaConf.to_object(cfg)
     typed.trainer = machine.resolve(typed.trainer)
     if typed.tuner is not None:
